@@ -1,0 +1,72 @@
+"""Entry point: `python -m aimo3_recipe.training.train --stage cot|tir|rl|full [flags]`.
+
+Only assembles a TrainConfig (defaults <- --config YAML <- flags) and calls the stage's
+`main(config)`; `full` chains cot -> tir -> rl, each stage starting from the previous output.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from pathlib import Path
+
+from aimo3_recipe.config import add_dataclass_args, config_from_args
+from aimo3_recipe.exceptions import Aimo3Error, ConfigError
+from aimo3_recipe.training.config import STAGES, TrainConfig
+
+# stage -> module whose `main(config) -> Path` runs it and returns the trained model folder
+STAGE_MODULES = {
+    "cot": "aimo3_recipe.training.sft_cot",
+    "tir": "aimo3_recipe.training.sft_tir",
+    "rl": "aimo3_recipe.training.rl_math",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aimo3_recipe.training.train",
+        description="Train a maths model: SFT-CoT -> SFT-TIR -> RL (GRPO).",
+    )
+    parser.add_argument("--config", default=None, help="YAML file of saved overrides")
+    add_dataclass_args(parser, TrainConfig)
+    return parser
+
+
+def run_stage(stage: str, config: TrainConfig) -> Path:
+    """Run one stage; its outputs go to <output_dir>/<stage>."""
+    try:
+        module = importlib.import_module(STAGE_MODULES[stage])
+    except ModuleNotFoundError as e:
+        if e.name != STAGE_MODULES[stage]:
+            raise
+        raise ConfigError(f"--stage {stage} is not available in this version of aimo3-recipe") from e
+    return module.main(dataclasses.replace(config, stage=stage))
+
+
+def main(config: TrainConfig) -> Path:
+    if config.stage not in STAGES:
+        raise ConfigError(f"--stage must be one of {STAGES}; got {config.stage!r}")
+    if config.stage != "full":
+        return run_stage(config.stage, config)
+    model = config.base_model
+    for stage in ("cot", "tir", "rl"):
+        model = str(run_stage(stage, dataclasses.replace(config, base_model=model)))
+    return Path(model)
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(TrainConfig, args, args.config)
+        out = main(config)
+    except Aimo3Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"done: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

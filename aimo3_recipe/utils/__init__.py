@@ -1,0 +1,1 @@
+"""aimo3_recipe.utils"""

@@ -1,0 +1,48 @@
+from pathlib import Path
+
+import pytest
+
+from aimo3_recipe.config import config_class_for, from_dict, load_config
+from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.training.config import TrainConfig
+from aimo3_recipe.training.train import build_parser, cli
+
+CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def test_recipe_configs_exist():
+    names = {p.name for p in CONFIGS}
+    assert {"train_qwen_14b.yaml", "tinker_train.yaml", "eval.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_loads(path):
+    cls = config_class_for(path)
+    cfg = load_config(cls, path)
+    assert isinstance(cfg, cls)
+
+
+def test_overrides_win_and_types_are_coerced(tmp_path):
+    y = tmp_path / "train_x.yaml"
+    y.write_text("stage: tir\nlearning_rate: 1.0e-4\nuse_lora: false\n")
+    cfg = load_config(TrainConfig, y, {"max_samples": "12", "learning_rate": None})
+    assert (cfg.stage, cfg.learning_rate, cfg.use_lora, cfg.max_samples) == ("tir", 1e-4, False, 12)
+    assert cfg.lora_rank == 64 and cfg.num_epochs == 3 and cfg.max_seq_length == 4096
+
+
+def test_unknown_key_and_bad_type_are_errors():
+    with pytest.raises(ConfigError, match="unknown TrainConfig field"):
+        from_dict(TrainConfig, {"learning_rat": 1})
+    with pytest.raises(ConfigError, match="TrainConfig.batch_size"):
+        from_dict(TrainConfig, {"batch_size": "four"})
+
+
+def test_cli_flags_map_to_fields():
+    args = build_parser().parse_args(["--stage", "cot", "--max-samples", "5", "--use-lora", "false"])
+    assert args.stage == "cot" and args.max_samples == "5" and args.use_lora == "false"
+
+
+def test_bad_stage_is_one_line_error(capsys):
+    assert cli(["--stage", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "--stage must be one of" in err and "Traceback" not in err
