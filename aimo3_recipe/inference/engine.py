@@ -1,0 +1,48 @@
+"""The small interface every generation backend implements (transformers, vLLM, Tinker).
+
+Strategies, the TIR executor, evaluation and RL rollouts only talk to this: batched text
+prompts in, `n` completions per prompt out, each with its token ids and per-token log-probs
+(weighted voting and RL need them) and why it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+
+@dataclass
+class SamplingConfig:
+    n: int = 1  # completions per prompt
+    temperature: float = 0.0  # 0 = greedy
+    top_p: float = 1.0  # nucleus sampling
+    max_tokens: int = 512  # new tokens per completion
+    stop: list[str] = field(default_factory=list)  # stop strings (kept out of the text)
+    include_stop_str: bool = False  # append the matched stop string to the text
+    seed: int | None = None  # sampling seed (engine-level where per-request seeds fail)
+    logprobs: bool = True  # return per-token log-probs of the sampled tokens
+
+
+@dataclass
+class Completion:
+    text: str  # generated text (without the prompt)
+    token_ids: list[int]  # generated token ids
+    logprobs: list[float] | None  # log-prob of each generated token under the sampler
+    finish_reason: str  # "stop" (EOS or stop string), "length" (hit max_tokens)
+    stop_reason: str | None = None  # the stop string matched, if any
+
+    @property
+    def mean_logprob(self) -> float | None:
+        if not self.logprobs:
+            return None
+        return sum(self.logprobs) / len(self.logprobs)
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """Anything that can continue text prompts. `prompts` are already rendered (chat template
+    applied); the result has one list of `config.n` completions per prompt, in order."""
+
+    tokenizer: object
+
+    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]: ...
