@@ -1,0 +1,170 @@
+"""Evaluation metrics as small pure functions over per-sample verdicts.
+
+Every number in `results.json` comes from the same stored samples: for each problem, N sampled
+completions (their canonical answer keys and verdicts) and optionally one greedy completion.
+Shapes are named in the argument names: `correct_N` is one verdict per sample of a problem,
+`scores_P` one score per problem.
+
+Conventions (stated because papers differ):
+- pass@k is the unbiased estimator of Chen et al. (2021), `1 - C(n-c, k) / C(n, k)`, averaged
+  over problems; pass@1 is the mean fraction of correct samples.
+- maj@k (SC@k) is the *expected* majority-vote accuracy over k-subsets of the N samples (exact
+  when there are few subsets, a seeded Monte Carlo estimate otherwise). Samples without an
+  answer do not vote; a tie for most votes scores 1/t when one of the t tied answers is right
+  (the expected score of a random tie-break), so ties neither flatter nor punish a model.
+- Confidence intervals: Wilson for a proportion of problems (greedy, chosen-strategy
+  accuracy), a percentile bootstrap over problems for averaged scores (pass@1, maj@k), because
+  AIME has 30 problems and reruns move by several points.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import re
+from collections import defaultdict
+from collections.abc import Callable, Hashable, Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Probability that at least one of k samples drawn without replacement from n samples,
+    c of them correct, is correct: `1 - C(n-c, k) / C(n, k)` (exact integer arithmetic)."""
+    if not 0 <= c <= n:
+        raise ValueError(f"pass_at_k needs 0 <= c <= n; got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass_at_k needs 1 <= k <= n; got n={n}, k={k}")
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+def mean_pass_at_k(correct_P_N: Sequence[Sequence[bool]], k: int) -> float:
+    """pass@k averaged over problems (each problem may have its own number of samples >= k)."""
+    if not correct_P_N:
+        return 0.0
+    return float(np.mean([pass_at_k(len(c), sum(c), k) for c in correct_P_N]))
+
+
+def majority_score(keys_N: Sequence[Hashable | None], correct_N: Sequence[bool],
+                   weights_N: Sequence[float] | None = None) -> float:
+    """Score of a (weighted) vote among samples: 1 if the top answer is correct, 1/t if t
+    answers tie for the top and one is correct, 0 if wrong or no sample has an answer.
+
+    An answer group counts as correct when any of its samples was judged correct (equal keys
+    share a verdict unless the grader disagrees with the canonicaliser; then we trust the grader).
+    """
+    if len(keys_N) != len(correct_N) or (weights_N is not None and len(weights_N) != len(keys_N)):
+        raise ValueError("keys_N, correct_N (and weights_N) must have one entry per sample")
+    votes: dict[Hashable, float] = defaultdict(float)
+    group_correct: dict[Hashable, bool] = defaultdict(bool)
+    for i, (key, ok) in enumerate(zip(keys_N, correct_N)):
+        if key is None:
+            continue
+        votes[key] += 1.0 if weights_N is None else float(weights_N[i])
+        group_correct[key] |= bool(ok)
+    if not votes:
+        return 0.0
+    top = max(votes.values())
+    tied = [k for k, v in votes.items() if math.isclose(v, top, rel_tol=1e-12, abs_tol=1e-12)]
+    return sum(group_correct[k] for k in tied) / len(tied)
+
+
+def majority_at_k(keys_N: Sequence[Hashable | None], correct_N: Sequence[bool], k: int, *,
+                  max_subsets: int = 256, seed: int = 0) -> float:
+    """Expected `majority_score` of a vote among k of the N samples: the mean over every
+    k-subset when there are at most `max_subsets` of them, else over `max_subsets` seeded
+    random subsets. maj@N is the vote among all samples."""
+    n = len(keys_N)
+    if not 1 <= k <= n:
+        raise ValueError(f"majority_at_k needs 1 <= k <= N; got N={n}, k={k}")
+    if math.comb(n, k) <= max_subsets:
+        subsets: Sequence[Sequence[int]] = list(itertools.combinations(range(n), k))
+    else:
+        rng = random.Random(seed)
+        subsets = [rng.sample(range(n), k) for _ in range(max_subsets)]
+    scores = [majority_score([keys_N[i] for i in s], [correct_N[i] for i in s]) for s in subsets]
+    return float(np.mean(scores))
+
+
+def mean_majority_at_k(keys_P_N: Sequence[Sequence[Hashable | None]],
+                       correct_P_N: Sequence[Sequence[bool]], k: int, *,
+                       max_subsets: int = 256, seed: int = 0) -> float:
+    """maj@k averaged over problems (problem i uses seed + i, so the estimate is reproducible)."""
+    if not keys_P_N:
+        return 0.0
+    return float(np.mean([majority_at_k(keys, ok, k, max_subsets=max_subsets, seed=seed + i)
+                          for i, (keys, ok) in enumerate(zip(keys_P_N, correct_P_N))]))
+
+
+def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval for a proportion `successes / n` (sound near 0 and 1 and for
+    small n, unlike the normal approximation). Returns (0, 1) when n == 0."""
+    if n <= 0:
+        return (0.0, 1.0)
+    if not 0 <= successes <= n:
+        raise ValueError(f"wilson_interval needs 0 <= successes <= n; got {successes}, {n}")
+    z = NormalDist().inv_cdf(0.5 + confidence / 2)
+    p = successes / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def bootstrap_interval(scores_P: Sequence[float], *, confidence: float = 0.95,
+                       num_resamples: int = 1000, seed: int = 0,
+                       statistic: Callable[[np.ndarray], np.ndarray] | None = None,
+                       ) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of per-problem scores (problems resampled
+    with replacement, seeded). A single problem or identical scores give a zero-width interval."""
+    x = np.asarray(scores_P, dtype=float)
+    if x.size == 0:
+        return (0.0, 1.0)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(num_resamples, x.size))
+    stats = (statistic or (lambda a: a.mean(axis=1)))(x[idx])
+    alpha = (1 - confidence) / 2
+    lo, hi = np.quantile(stats, [alpha, 1 - alpha])
+    return (float(lo), float(hi))
+
+
+def sample_counts(ks: Sequence[int] | None, n: int) -> list[int]:
+    """The k values to report for N samples: powers of two up to N, plus N itself."""
+    if ks:
+        return sorted({k for k in ks if 1 <= k <= n})
+    out = [2 ** i for i in range(n.bit_length()) if 2 ** i <= n]
+    return sorted(set(out + [n])) if n >= 1 else []
+
+
+def accuracy_curve(keys_P_N: Sequence[Sequence[Hashable | None]],
+                   correct_P_N: Sequence[Sequence[bool]], ks: Sequence[int], *,
+                   max_subsets: int = 256, seed: int = 0) -> dict[int, dict[str, float]]:
+    """pass@k and maj@k for each k (the data behind the accuracy-vs-samples plot)."""
+    return {k: {"pass": mean_pass_at_k(correct_P_N, k),
+                "maj": mean_majority_at_k(keys_P_N, correct_P_N, k, max_subsets=max_subsets,
+                                          seed=seed)}
+            for k in ks}
+
+
+def rate(flags: Sequence[bool]) -> float:
+    """Fraction of true flags (0.0 for an empty list, so reports never divide by zero)."""
+    return sum(bool(f) for f in flags) / len(flags) if flags else 0.0
+
+
+def group_indices(labels_P: Sequence[Hashable | None]) -> dict[str, list[int]]:
+    """Problem indices per label (subject, level), in sorted label order; None labels skipped."""
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, label in enumerate(labels_P):
+        if label is not None and str(label) != "":
+            groups[str(label)].append(i)
+    return dict(sorted(groups.items(), key=lambda kv: _natural_key(kv[0])))
+
+
+def _natural_key(s: str) -> tuple:
+    # "Level 10" after "Level 9"
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+
