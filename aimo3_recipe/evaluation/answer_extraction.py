@@ -1,0 +1,200 @@
+"""Final-answer extraction and verification: the grader behind every reward and eval number.
+
+Public API (import from here):
+- `extract_answer(completion)`: the last `\\boxed{}`/`\\fbox{}` (nested braces; a later box
+  replaces an earlier one, also across `<think>`), else "The answer is ...", "**Answer:** ...",
+  GSM8K `#### N`, else the last number. A completion whose last box is unclosed (cut at the
+  token limit) has no answer.
+- `verify_answer(predicted, reference, timeout=2.0, aimo=False, problem=None)`: equivalence
+  (see `verifier.py` for the rules); AIMO mode accepts only integers 0..99999 and reduces the
+  prediction mod m when the problem asks for a remainder modulo m.
+- `verify_batch`, `answer_key` (majority-vote grouping), `grade` -> `GradeResult`,
+  `verifier_stats()` (timeouts are counted there, never raised).
+
+Thread-, asyncio- and process-safe: the only slow part (sympy) runs in killable worker
+subprocesses (`worker_pool.py`), never under `signal.alarm`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aimo3_recipe.evaluation.normalize import clean_latex, parse_number
+from aimo3_recipe.evaluation.verifier import answer_key, compare, verifier_stats
+
+__all__ = [
+    "GradeResult",
+    "answer_key",
+    "extract_answer",
+    "grade",
+    "verifier_stats",
+    "verify_answer",
+    "verify_batch",
+    "warm_up",
+]
+
+# ---------------------------------------------------------------- extraction
+
+_BOX_START = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
+
+
+def _last_box(text: str) -> tuple[bool, str | None]:
+    """(a box was found, content of the LAST box or None when that box is unclosed/empty)."""
+    last: tuple[bool, str | None] = (False, None)
+    for m in _BOX_START.finditer(text):
+        if m.group(1) is None:  # `\boxed 5`
+            tail = re.match(r"\s*([^\s$]+)", text[m.end():])
+            last = (True, tail.group(1) if tail else None)
+            continue
+        depth, i = 1, m.end()
+        while i < len(text) and depth:
+            c = text[i]
+            if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
+                i += 2
+                continue
+            depth += (c == "{") - (c == "}")
+            i += 1
+        content = text[m.end(): i - 1].strip() if depth == 0 else None
+        last = (True, content or None)
+    return last
+
+
+_ANSWER_PHRASE = re.compile(
+    r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*(?:\*\*)?\s*:|\*\*answer\*\*\s*:?)\s*(?:\*\*)?\s*:?\s*",
+    re.I,
+)
+_GSM = re.compile(r"####\s*([^\n]+)")
+_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
+
+
+def _after_phrase(rest: str) -> str | None:
+    rest = rest.split("\n", 1)[0].strip().strip("*").strip()
+    if not rest:
+        return None
+    for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
+        if rest.startswith(a):
+            end = rest.find(b, len(a))
+            if end > 0:
+                return rest[len(a): end].strip() or None
+    m = re.match(r"(.+?)(?:\.\s|\.$|$)", rest)
+    ans = (m.group(1) if m else rest).strip().rstrip(".").strip("*").strip()
+    return ans or None
+
+
+def extract_answer(completion: str) -> str | None:
+    """The final answer of a model completion, or None (see module docstring for the order)."""
+    if not completion:
+        return None
+    found, content = _last_box(completion)
+    if found:
+        return content
+    tail = completion.rsplit("</think>", 1)[-1]
+    if not tail.strip():
+        tail = completion
+    phrases = list(_ANSWER_PHRASE.finditer(tail))
+    if phrases:
+        ans = _after_phrase(tail[phrases[-1].end():])
+        if ans:
+            return ans
+    gsm = _GSM.findall(tail)
+    if gsm:
+        return gsm[-1].strip().rstrip(".") or None
+    nums = _NUMBER.findall(tail)
+    if nums:
+        return nums[-1].replace(" ", "").rstrip(",")
+    return None
+
+
+# ---------------------------------------------------------------- AIMO mode
+
+_MOD_PATTERNS = [
+    re.compile(r"remainder\s+when\b.{0,300}?\bdivided\s+by\s*\$?\s*([^$\s.,?]+(?:\s*\^\s*\{?\s*\d+\s*\}?)?)", re.I | re.S),
+    re.compile(r"\bmodulo\s*\$?\s*([^$\s.,?]+(?:\s*\^\s*\{?\s*\d+\s*\}?)?)", re.I),
+    re.compile(r"\\pmod\s*\{\s*([^{}]+)\}"),
+    re.compile(r"\bmod\s*\$?\s*(\d[^$\s.,?]*)", re.I),
+]
+
+
+def modulus_from_problem(problem: str) -> int | None:
+    """m when the problem asks for a remainder modulo m ("remainder when ... divided by m",
+    "modulo m", "\\pmod{m}"), else None."""
+    for pat in _MOD_PATTERNS:
+        for m in pat.finditer(problem):
+            num = parse_number(clean_latex(m.group(1)))
+            if num is not None and num.value.denominator == 1 and num.value > 1:
+                return int(num.value)
+    return None
+
+
+def _aimo_equal(predicted: str, reference: str, problem: str | None) -> bool:
+    num = parse_number(clean_latex(predicted))
+    ref = parse_number(clean_latex(reference))
+    if num is None or ref is None or num.value.denominator != 1 or ref.value.denominator != 1:
+        return False
+    value = int(num.value)
+    mod = modulus_from_problem(problem) if problem else None
+    if mod is not None:
+        value %= mod
+    return 0 <= value <= 99999 and value == int(ref.value)
+
+
+# ---------------------------------------------------------------- verification
+
+
+def verify_answer(predicted: str | None, reference: str, *, timeout: float = 2.0,
+                  aimo: bool = False, problem: str | None = None) -> bool:
+    """Whether a predicted final answer equals the reference. Never raises, never exceeds
+    `timeout` seconds of symbolic work (a timeout counts in `verifier_stats()` and is False)."""
+    return _verify(predicted, reference, timeout=timeout, aimo=aimo, problem=problem)[0]
+
+
+def _verify(predicted: str | None, reference: str, *, timeout: float = 2.0, aimo: bool = False,
+            problem: str | None = None) -> tuple[bool, bool]:
+    if predicted is None or reference is None:
+        return False, False
+    predicted, reference = str(predicted), str(reference)
+    try:
+        if aimo:
+            return _aimo_equal(predicted, reference, problem), False
+        return compare(predicted, reference, timeout)
+    except Exception:  # a grader bug must not kill an RL run; counted, and the verdict is False
+        from aimo3_recipe.evaluation.verifier import STATS
+
+        STATS.add("worker_errors")
+        return False, False
+
+
+def verify_batch(predicted: list[str | None], references: list[str], **kw) -> list[bool]:
+    """`verify_answer` over pairs (same keyword arguments); `problem` may be a list."""
+    if len(predicted) != len(references):
+        raise ValueError(f"verify_batch: {len(predicted)} predictions but {len(references)} references")
+    problems = kw.pop("problem", None)
+    if not isinstance(problems, list):
+        problems = [problems] * len(predicted)
+    return [verify_answer(p, r, problem=q, **kw) for p, r, q in zip(predicted, references, problems)]
+
+
+@dataclass
+class GradeResult:
+    """The grade of one completion."""
+
+    extracted: str | None  # the final answer found in the completion (None: no answer)
+    correct: bool  # equal to the reference
+    boxed: bool  # the completion has a closed \boxed{} (format reward)
+    timed_out: bool  # the symbolic comparison hit its time limit (then correct is False)
+
+
+def grade(completion: str, reference: str, **kw) -> GradeResult:
+    """Extract the answer of a completion and verify it (keywords as in `verify_answer`)."""
+    found, content = _last_box(completion or "")
+    extracted = extract_answer(completion or "")
+    correct, timed_out = _verify(extracted, reference, **kw)
+    return GradeResult(extracted, correct, found and content is not None, timed_out)
+
+
+def warm_up(workers: int = 1) -> None:
+    """Start sympy worker processes now (about 1 s each) instead of at the first hard case."""
+    from aimo3_recipe.evaluation.worker_pool import get_pool
+
+    get_pool().warm(workers)

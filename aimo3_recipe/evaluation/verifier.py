@@ -1,0 +1,503 @@
+"""Equivalence of a predicted final answer and a reference answer.
+
+Order of checks (cheapest first; most benchmark answers never reach sympy):
+1. cleaned strings equal (`normalize.clean_latex`);
+2. multiple-choice letters and text answers (string rules, never sympy: `yes` is not `y*e*s`);
+3. structure: tuples/intervals (ordered, brackets must match), sets and bare lists (unordered),
+   unions, matrices, equations and single-variable inequalities (turned into intervals),
+   `x = 3` vs `3`; compared element by element;
+4. atoms: exact rational arithmetic (`normalize.parse_number`), then sympy in a worker process
+   (`worker_pool`) under a hard deadline, after a complexity guard that refuses blow-ups
+   (`10^{10^{10}}`, `1000!`) without trying.
+
+A false positive is worse than a false negative (an RL reward for a wrong answer teaches the
+model to be wrong), so ambiguous cases are "not equal": a decimal matches an exact value only
+when it is that value rounded to >= 3 places (or the reference itself is the rounded decimal),
+a set never equals a tuple, `(1,2)` never equals `[1,2]`.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+
+from aimo3_recipe.evaluation.normalize import (
+    MAX_ANSWER_CHARS,
+    Number,
+    clean_latex,
+    compact,
+    format_fraction,
+    parse_number,
+)
+
+MAX_SYMPY_CHARS = 400  # atoms longer than this are compared as strings only
+
+
+# ---------------------------------------------------------------- statistics
+
+
+@dataclass
+class _Stats:
+    calls: int = 0  # verify calls
+    sympy_calls: int = 0  # atom comparisons sent to the worker process
+    timeouts: int = 0  # worker calls killed at the deadline (verdict: not equal)
+    refused: int = 0  # atoms refused by the complexity guard (verdict: not equal)
+    worker_errors: int = 0  # worker crashes / start failures (verdict: not equal)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def add(self, name: str, n: int = 1) -> None:
+        with self.lock:
+            setattr(self, name, getattr(self, name) + n)
+
+
+STATS = _Stats()
+
+
+def verifier_stats(reset: bool = False) -> dict[str, int]:
+    """Counters since start (or the last reset) for this process: calls, sympy_calls,
+    timeouts, refused, worker_errors. Timeouts are counted here, never raised."""
+    with STATS.lock:
+        out = {k: getattr(STATS, k) for k in ("calls", "sympy_calls", "timeouts", "refused", "worker_errors")}
+        if reset:
+            for k in out:
+                setattr(STATS, k, 0)
+    return out
+
+
+class _Ctx:
+    """Per-call deadline and outcome flags."""
+
+    def __init__(self, timeout: float) -> None:
+        self.deadline = time.monotonic() + timeout
+        self.timed_out = False
+
+
+# ---------------------------------------------------------------- structure
+
+
+@dataclass(frozen=True)
+class Node:
+    kind: str  # atom | seq | set | list | matrix | union | rel
+    text: str = ""  # atom text; for seq the two brackets, e.g. "(]"; for rel the operator
+    items: tuple = ()  # children (Node), for rel (lhs, rhs)
+
+
+_OPEN = {"(": ")", "[": "]", "{": "}"}
+_CLOSE = {")", "]", "}"}
+
+
+def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
+    """Split at separators outside any brackets (`\\{`/`\\}` count as brackets)."""
+    parts, depth, start, i = [], 0, 0, 0
+    while i < len(s):
+        c = s[i]
+        if c == "\\" and s.startswith(("\\{", "\\}", "\\langle", "\\rangle"), i):
+            depth += 1 if s[i + 1] in "{l" else -1
+            i += 2
+            continue
+        if s.startswith("\\begin", i):
+            depth += 1
+        elif s.startswith("\\end", i):
+            depth -= 1
+        if c in _OPEN:
+            depth += 1
+        elif c in _CLOSE:
+            depth -= 1
+        elif depth == 0:
+            for sep in seps:
+                if s.startswith(sep, i) and not (sep[0] == "\\" and s[i + len(sep): i + len(sep) + 1].isalpha()):
+                    parts.append(s[start:i])
+                    start = i + len(sep)
+                    i = start - 1
+                    break
+        i += 1
+    parts.append(s[start:])
+    return [p.strip() for p in parts]
+
+
+def _outer_bracket(s: str) -> tuple[str, str] | None:
+    """If the first bracket of `s` closes at its last character, the two brackets."""
+    if len(s) < 2 or s[0] not in "([" or s[-1] not in ")]":
+        return None
+    depth = 0
+    for i, c in enumerate(s):
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+            if depth == 0 and i != len(s) - 1:
+                return None
+    return (s[0], s[-1]) if depth == 0 else None
+
+
+_SIMPLE_VAR = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-z]\)")
+_REL_OPS = ("\\le ", "\\ge ", "\\ne ", "\\le", "\\ge", "\\ne", "<", ">", "=")
+_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
+
+
+def parse_structure(s: str) -> Node:
+    """Tree of a cleaned answer string."""
+    s = s.strip()
+    s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)
+    m = _MATRIX.fullmatch(s)
+    if m:
+        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
+        cells = tuple(Node("seq", "()", tuple(Node("atom", c.strip()) for c in r.split("&"))) for r in rows)
+        return Node("matrix", "", cells)
+    parts = _split_top(s, (",", ";", " and ", " or "))
+    if len(parts) > 1:
+        if all(parts):
+            return Node("list", "", tuple(parse_structure(p) for p in parts))
+        return Node("atom", s)
+    union = _split_top(s, ("\\cup",))
+    if len(union) > 1 and all(union):
+        return Node("union", "", tuple(parse_structure(p) for p in union))
+    if s.startswith("\\{") and s.endswith("\\}"):
+        inner = s[2:-2].strip()
+        items = _split_top(inner, (",", ";")) if inner else []
+        return Node("set", "", tuple(parse_structure(p) for p in items if p))
+    br = _outer_bracket(s)
+    if br:
+        items = _split_top(s[1:-1], (",",))
+        if len(items) > 1 and all(items):
+            return Node("seq", br[0] + br[1], tuple(parse_structure(p) for p in items))
+    rel = _split_relation(s)
+    if rel is not None:
+        return rel
+    return Node("atom", s)
+
+
+def _split_relation(s: str) -> Node | None:
+    ops = []
+    i, depth = 0, 0
+    while i < len(s):
+        c = s[i]
+        if c in "([{":
+            depth += 1
+        elif c in ")]}":
+            depth -= 1
+        elif depth == 0:
+            for op in ("\\le", "\\ge", "\\ne", "<", ">", "="):
+                if s.startswith(op, i) and not (op[0] == "\\" and s[i + len(op): i + len(op) + 1].isalpha()):
+                    ops.append((i, op))
+                    i += len(op) - 1
+                    break
+        i += 1
+    if not ops:
+        return None
+    pieces, last = [], 0
+    for pos, op in ops:
+        pieces.append(s[last:pos].strip())
+        last = pos + len(op)
+    pieces.append(s[last:].strip())
+    if not all(pieces):
+        return None
+    names = [op for _, op in ops]
+    if len(names) == 1:
+        return Node("rel", names[0], (Node("atom", pieces[0]), Node("atom", pieces[1])))
+    # chains: a < x < b  ->  interval;  x = y = 3 -> last value
+    if len(names) == 2 and _SIMPLE_VAR.fullmatch(pieces[1]) and all(o in ("<", "\\le") for o in names):
+        return Node("seq", ("(" if names[0] == "<" else "[") + (")" if names[1] == "<" else "]"),
+                    (Node("atom", pieces[0]), Node("atom", pieces[2])))
+    if len(names) == 2 and _SIMPLE_VAR.fullmatch(pieces[1]) and all(o in (">", "\\ge") for o in names):
+        return Node("seq", ("(" if names[1] == ">" else "[") + (")" if names[0] == ">" else "]"),
+                    (Node("atom", pieces[2]), Node("atom", pieces[0])))
+    if all(o == "=" for o in names):
+        return Node("rel", "=", (Node("atom", pieces[0]), Node("atom", pieces[-1])))
+    return Node("atom", s)
+
+
+def _as_interval(n: Node) -> Node:
+    """`x < 3` -> (-inf, 3); `x \\ge 2` -> [2, inf); other nodes unchanged."""
+    if n.kind != "rel" or n.text in ("=", "\\ne"):
+        return n
+    lhs, rhs = n.items[0].text, n.items[1].text
+    op = n.text
+    if not _SIMPLE_VAR.fullmatch(lhs) and _SIMPLE_VAR.fullmatch(rhs):
+        lhs, rhs = rhs, lhs
+        op = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le"}[op]
+    elif not _SIMPLE_VAR.fullmatch(lhs):
+        return n
+    inf = Node("atom", "\\infty")
+    ninf = Node("atom", "-\\infty")
+    val = Node("atom", rhs)
+    if op == "<":
+        return Node("seq", "()", (ninf, val))
+    if op == "\\le":
+        return Node("seq", "(]", (ninf, val))
+    if op == ">":
+        return Node("seq", "()", (val, inf))
+    return Node("seq", "[)", (val, inf))
+
+
+def _drop_lhs(n: Node) -> Node:
+    """`x = 3` -> `3` when the left side is a plain variable name."""
+    if n.kind == "rel" and n.text == "=" and _SIMPLE_VAR.fullmatch(n.items[0].text):
+        return n.items[1] if n.items[1].kind != "atom" else parse_structure(n.items[1].text)
+    return n
+
+
+def _strip_list_lhs(n: Node) -> Node:
+    """`x = 1, 2` (one variable name, several values) -> list of values."""
+    if n.kind == "list":
+        items = tuple(_drop_lhs(i) for i in n.items)
+        return Node("list", "", items)
+    return n
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
+    """Predicted node vs reference node."""
+    p, r = _as_interval(p), _as_interval(r)
+    if p.kind == "rel" and r.kind != "rel":
+        p = _drop_lhs(p)
+    if r.kind == "rel" and p.kind != "rel":
+        r = _drop_lhs(r)
+    p, r = _strip_list_lhs(p), _strip_list_lhs(r)
+    if p.kind == "set" and len(p.items) == 1 and r.kind == "atom":
+        p = p.items[0]
+    if r.kind == "set" and len(r.items) == 1 and p.kind == "atom":
+        r = r.items[0]
+    if p.kind == "atom" and r.kind == "atom":
+        return atoms_equal(p.text, r.text, ctx)
+    if p.kind == "rel" and r.kind == "rel":
+        return _relations_equal(p, r, ctx)
+    if p.kind == "seq" and r.kind == "seq":
+        return p.text == r.text and _ordered(p.items, r.items, ctx)
+    if {p.kind, r.kind} == {"seq", "list"}:
+        seq = p if p.kind == "seq" else r
+        return seq.text == "()" and _ordered(p.items, r.items, ctx)
+    if p.kind in ("set", "list") and r.kind in ("set", "list"):
+        return _unordered(p.items, r.items, ctx)
+    if p.kind == "union" and r.kind == "union":
+        return _unordered(p.items, r.items, ctx)
+    if p.kind == "matrix" and r.kind == "matrix":
+        return len(p.items) == len(r.items) and all(
+            nodes_equal(a, b, ctx) for a, b in zip(p.items, r.items))
+    if {p.kind, r.kind} == {"matrix", "seq"}:  # column/row vector vs (a, b, c)
+        mat, seq = (p, r) if p.kind == "matrix" else (r, p)
+        if seq.text != "()":
+            return False
+        if len(mat.items) == 1:
+            flat = mat.items[0].items
+        elif all(len(row.items) == 1 for row in mat.items):
+            flat = tuple(row.items[0] for row in mat.items)
+        else:
+            return False
+        return _ordered(flat, seq.items, ctx)
+    return False
+
+
+def _ordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
+    return len(a) == len(b) and all(nodes_equal(x, y, ctx) for x, y in zip(a, b))
+
+
+def _unordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
+    if len(a) != len(b):
+        return False
+    left = list(b)
+    for x in a:
+        for j, y in enumerate(left):
+            if nodes_equal(x, y, ctx):
+                del left[j]
+                break
+        else:
+            return False
+    return True
+
+
+def _relations_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
+    flip = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "=": "=", "\\ne": "\\ne"}
+    (pl, pr), (rl, rr) = p.items, r.items
+    if p.text == r.text and atoms_equal(pl.text, rl.text, ctx) and atoms_equal(pr.text, rr.text, ctx):
+        return True
+    if flip[p.text] == r.text and atoms_equal(pl.text, rr.text, ctx) and atoms_equal(pr.text, rl.text, ctx):
+        return True
+    if p.text == r.text == "=":  # same equation rearranged: y = 2x+1 vs 2x - y + 1 = 0
+        reply = _sympy({"op": "rel", "a": [pl.text, pr.text], "b": [rl.text, rr.text]}, ctx)
+        return bool(reply.get("eq"))
+    return False
+
+
+# ---------------------------------------------------------------- atoms
+
+_FUNC_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "arcsin", "arccos", "arctan",
+               "sinh", "cosh", "tanh", "max", "min", "gcd", "lcm", "det", "mod", "sqrt", "frac",
+               "infty", "inf", "pmod", "cdot", "times", "div", "dfrac", "tfrac", "circ", "deg", "pi",
+               "ln", "lg", "le", "ge", "ne", "emptyset", "varnothing", "mathbb", "infinity",
+               "alpha", "beta", "gamma", "theta", "phi", "varphi", "omega", "sigma", "lambda", "mu",
+               "tau", "rho", "delta", "epsilon", "varepsilon", "eta", "zeta", "xi", "psi", "chi",
+               "kappa", "nu", "binom", "choose", "overline", "hat", "vec", "bar", "tilde", "prime",
+               "begin", "end", "pmatrix", "bmatrix", "matrix", "array", "ldots", "cdots", "dots",
+               "operatorname", "cup", "cap", "setminus", "in", "notin", "mathbf", "lfloor", "rfloor",
+               "lceil", "rceil", "angle", "triangle", "quad", "sum", "prod", "int", "lim", "to",
+               "Re", "Im", "arg", "sgn", "floor", "ceil", "dx", "dy", "mathrm", "boxed", "sqrt"}
+_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
+_CHOICE = re.compile(r"\(?([A-E])\)?")
+_CHOICE_PRED = re.compile(r"\(?([A-Ea-e])\)(?:\s.*)?|([A-E])(?:[.:)]\s.*)?", re.S)
+
+
+def _is_text(s: str) -> bool:
+    return any(w.lower() not in _FUNC_WORDS for w in _WORD.findall(s))
+
+
+def _text_key(s: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def too_complex(s: str) -> bool:
+    """Inputs sympy could blow up on (huge powers, towers, factorials, deep nesting)."""
+    if len(s) > MAX_SYMPY_CHARS:
+        return True
+    depth = best = 0
+    for c in s:
+        depth += (c in "({[") - (c in ")}]")
+        best = max(best, depth)
+    if best > 12:
+        return True
+    if re.search(r"\^\s*\{[^{}]*\^|\^\s*\d+\s*\^|\^\s*\{[^{}]*\{[^{}]*\^", s):  # power towers
+        return True
+    if re.search(r"\^\s*\{?\s*-?\s*\d{5,}", s) or re.search(r"\d{60,}", s):
+        return True
+    if re.search(r"(?:\d{3,}|[})a-zA-Z])\s*!", s) or "!!" in s:
+        return True
+    return False
+
+
+def numbers_equal(p: Number, r: Number) -> bool:
+    """Exact comparison with the rounding and percent rules of the module docstring."""
+    pv, rv = p.value, r.value
+    cands_p = [pv] + ([pv * 100] if p.percent and not r.percent else [])
+    cands_r = [rv] + ([rv * 100] if r.percent and not p.percent else [])
+    for a in cands_p:
+        for b in cands_r:
+            if a == b:
+                return True
+            if r.decimals is not None and r.decimals >= 2 and (p.decimals is None or p.decimals > r.decimals):
+                if abs(a - b) <= Fraction(1, 2 * 10 ** r.decimals):
+                    return True  # the reference is a rounded value of the prediction
+            if p.decimals is not None and p.decimals >= 3 and r.decimals is None and b.denominator != 1:
+                if abs(a - b) < Fraction(1, 2 * 10 ** p.decimals):
+                    return True  # the prediction is the exact value rounded
+    return False
+
+
+def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
+    """Two single expressions (no top-level structure)."""
+    if compact(p) == compact(r):
+        return True
+    np_, nr = parse_number(p), parse_number(r)
+    if np_ is not None and nr is not None:
+        return numbers_equal(np_, nr)
+    if _is_text(p) or _is_text(r):
+        return _text_key(p) == _text_key(r) and bool(_text_key(p))
+    if too_complex(p) or too_complex(r):
+        STATS.add("refused")
+        return False
+    p_dec = np_.decimals if np_ is not None else None
+    r_dec = nr.decimals if nr is not None else None
+    # a bare variable vs a number (or two different bare variables) cannot be equal
+    if (np_ is not None and re.fullmatch(r"[a-zA-Z]", r)) or (nr is not None and re.fullmatch(r"[a-zA-Z]", p)):
+        return False
+    reply = _sympy({"op": "eq", "a": p, "b": r, "a_dec": p_dec, "b_dec": r_dec}, ctx)
+    return bool(reply.get("eq"))
+
+
+_CACHE: dict[str, dict] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX = 50_000
+
+
+def _sympy(req: dict, ctx: _Ctx) -> dict:
+    """Ask the worker; cached; timeouts and crashes become {} (not equal) and are counted."""
+    import json
+
+    from aimo3_recipe.evaluation.worker_pool import WorkerTimeout, get_pool
+
+    key = json.dumps(req, sort_keys=True)
+    with _CACHE_LOCK:
+        hit = _CACHE.get(key)
+    if hit is not None:
+        return hit
+    left = ctx.deadline - time.monotonic()
+    if left <= 0:
+        ctx.timed_out = True
+        STATS.add("timeouts")
+        return {}
+    STATS.add("sympy_calls")
+    try:
+        reply = get_pool().call(req, left)
+    except WorkerTimeout:
+        ctx.timed_out = True
+        STATS.add("timeouts")
+        return {}
+    except Exception:
+        STATS.add("worker_errors")
+        return {}
+    with _CACHE_LOCK:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[key] = reply
+    return reply
+
+
+# ---------------------------------------------------------------- entry points
+
+
+def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, bool]:
+    """(equal, timed_out) for a raw predicted answer and a raw reference answer."""
+    STATS.add("calls")
+    ctx = _Ctx(timeout)
+    if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS:
+        return compact(pred) == compact(ref), False
+    p, r = clean_latex(pred), clean_latex(ref)
+    if not p or not r:
+        return False, False
+    if compact(p) == compact(r):
+        return True, False
+    mr = _CHOICE.fullmatch(r)
+    if mr:
+        mp = _CHOICE_PRED.fullmatch(p)
+        letter = (mp.group(1) or mp.group(2)).upper() if mp else None
+        return letter == mr.group(1), False
+    try:
+        ok = nodes_equal(parse_structure(p), parse_structure(r), ctx)
+    except RecursionError:
+        ok = False
+    return ok, ctx.timed_out
+
+
+def answer_key(answer: str | None) -> str | None:
+    """Canonical string for grouping answers in majority voting (equal keys => equal answers).
+    Cheap: string cleaning and exact rational arithmetic only."""
+    if answer is None:
+        return None
+    s = clean_latex(answer)
+    if not s:
+        return None
+    node = parse_structure(s) if len(s) <= MAX_ANSWER_CHARS else Node("atom", s)
+    node = _drop_lhs(node)
+    return _node_key(node)
+
+
+def _node_key(n: Node) -> str:
+    if n.kind == "atom":
+        num = parse_number(n.text)
+        if num is not None:
+            v = num.value * 100 if num.percent else num.value
+            return format_fraction(v)
+        return compact(n.text)
+    inner = [_node_key(i) for i in n.items]
+    if n.kind in ("set", "list", "union"):
+        inner.sort()
+        return {"set": "{%s}", "list": "%s", "union": "U(%s)"}[n.kind] % ",".join(inner)
+    if n.kind == "seq":
+        return n.text[0] + ",".join(inner) + n.text[1]
+    if n.kind == "rel":
+        return n.text.join(inner)
+    return "[" + ";".join(inner) + "]"
