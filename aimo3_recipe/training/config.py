@@ -29,6 +29,9 @@ class TrainConfig:
     lora_alpha: int = 128  # LoRA alpha
     quant_bits: int | None = None  # 4 or 8 for QLoRA (CUDA only)
     packing: bool = True  # pack examples into full sequences (kept separate in attention)
+    pack_length: int = 0  # tokens per packed row (0: the longest example, at most max_seq_length)
+    gradient_checkpointing: bool | None = None  # recompute activations to save memory (None: on with CUDA)
+    save_total_limit: int = 2  # keep only the newest N checkpoints
     warmup_ratio: float = 0.03  # fraction of steps with linear LR warm-up
     save_steps: int = 500  # checkpoint every N optimizer steps
     logging_steps: int = 10  # log metrics every N steps

@@ -1,0 +1,169 @@
+"""Smoke tests of the SFT stages through the real CLI on a tiny random model (seconds each),
+plus the small pure pieces (data selection, log renaming, pack length)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from aimo3_recipe.data.records import MathRecord
+from aimo3_recipe.data.renderers import IGNORE_INDEX
+from aimo3_recipe.training import train
+from aimo3_recipe.training.config import TrainConfig
+from aimo3_recipe.training.metrics_callback import rename_logs
+from aimo3_recipe.training.sft import pack_length
+from aimo3_recipe.training.sft_data import default_dataset, solution_for, tokenize_records
+from aimo3_recipe.utils.ml_log import read_metrics
+
+FAST = ["--max-seq-length", "256", "--batch-size", "4", "--gradient-accumulation-steps", "1",
+        "--logging-steps", "1", "--save-steps", "100", "--lora-rank", "4", "--lora-alpha", "8"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """2 shared cores: OpenMP threads spinning against other processes make tiny models ~20x
+    slower, so these tests run torch single-threaded."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def cot_run(tiny_model_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("sft-cot")
+    rc = train.cli(["--stage", "cot", "--base-model", str(tiny_model_dir), "--output-dir", str(out),
+                    "--max-samples", "16", "--max-steps", "4", "--learning-rate", "1e-2", *FAST])
+    assert rc == 0
+    return out
+
+
+def _losses(run_dir: Path) -> list[float]:
+    return [r["train/loss"] for r in read_metrics(run_dir) if "train/loss" in r]
+
+
+def test_cot_cli_writes_model_adapter_metrics_and_config(cot_run):
+    stage = cot_run / "cot"
+    assert (stage / "model" / "config.json").is_file()
+    assert (stage / "adapter" / "adapter_config.json").is_file()
+    assert (stage / "checkpoints").is_dir()
+    rows = read_metrics(stage)
+    train_rows = [r for r in rows if "train/loss" in r]
+    assert [r["step"] for r in train_rows] == [1, 2, 3, 4]
+    for key in ("train/loss", "train/lr", "train/grad_norm"):
+        assert all(isinstance(r[key], float) for r in train_rows), key
+    assert any(r.get("train/tokens_per_s", 0) > 0 for r in train_rows)
+    saved = json.loads((stage / "config.json").read_text())
+    assert saved["train"]["stage"] == "cot" and saved["train"]["dataset"] == "synthetic"
+    assert saved["data"]["examples"] == 16 and saved["packing_layout"] == "rows"
+
+
+def test_cot_training_changes_parameters(cot_run, tiny_model_dir):
+    from safetensors.torch import load_file
+
+    base = load_file(str(tiny_model_dir / "model.safetensors"))
+    merged = load_file(str(cot_run / "cot" / "model" / "model.safetensors"))
+    assert set(base) == set(merged)  # a plain model: no lora_ keys left after merging
+    changed = [k for k in base if not torch.equal(base[k], merged[k])]
+    assert any("q_proj" in k for k in changed) and any("mlp" in k for k in changed)
+
+
+def test_merged_model_and_adapter_load_agree_and_generate(cot_run):
+    from aimo3_recipe.models import load_model, load_tokenizer
+
+    stage = cot_run / "cot"
+    merged = load_model(stage / "model", device="cpu")
+    adapter = load_model(stage / "adapter", device="cpu")
+    tok = load_tokenizer(stage / "model")
+    ids = tok("What is 12 + 35?", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(merged(ids).logits, adapter(ids).logits, atol=1e-4, rtol=1e-4)
+        out = merged.generate(ids, max_new_tokens=5, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert out.shape[1] > ids.shape[1]
+    assert load_tokenizer(stage / "adapter").chat_template == tok.chat_template
+
+
+def test_full_finetune_loss_goes_down_on_a_repeated_batch(tiny_model_dir, tmp_path):
+    # 4 examples, batch 4: every step sees the same batch
+    rc = train.cli(["--stage", "cot", "--base-model", str(tiny_model_dir), "--output-dir",
+                    str(tmp_path), "--max-samples", "4", "--max-steps", "8", "--use-lora", "false",
+                    "--learning-rate", "3e-3", "--warmup-ratio", "0", *FAST])
+    assert rc == 0
+    losses = _losses(tmp_path / "cot")
+    assert len(losses) == 8 and all(map(torch.isfinite, torch.tensor(losses)))
+    assert losses[-1] < losses[0] - 0.3, losses
+    assert not (tmp_path / "cot" / "adapter").exists()
+    from aimo3_recipe.models import load_model
+
+    assert load_model(tmp_path / "cot" / "model", device="cpu").num_parameters() > 0
+
+
+def test_tir_stage_starts_from_the_cot_model(cot_run, capsys):
+    rc = train.cli(["--stage", "tir", "--output-dir", str(cot_run), "--max-samples", "8",
+                    "--max-steps", "2", "--learning-rate", "1e-2", *FAST])
+    assert rc == 0
+    assert "TIR starts from the CoT model" in capsys.readouterr().err
+    saved = json.loads((cot_run / "tir" / "config.json").read_text())
+    assert saved["train"]["base_model"] == str(cot_run / "cot" / "model")
+    assert len(_losses(cot_run / "tir")) == 2
+    assert (cot_run / "tir" / "model" / "config.json").is_file()
+
+
+def test_qlora_without_lora_is_a_config_error(tiny_model_dir, tmp_path, capsys):
+    rc = train.cli(["--stage", "cot", "--base-model", str(tiny_model_dir), "--output-dir",
+                    str(tmp_path), "--use-lora", "false", "--quant-bits", "4"])
+    assert rc == 2
+    assert "--use-lora true" in capsys.readouterr().err
+
+
+# ---- pure pieces -------------------------------------------------------------------------
+
+def test_tir_tokens_mask_the_tool_output(tiny_tokenizer):
+    record = MathRecord(problem="What is 2+3?", solution="2+3=5. \\boxed{5}", answer="5",
+                        source="t", metadata={"tir_solution": "```python\nprint(2+3)\n```\n"
+                                              "```output\n5\n```\nSo \\boxed{5}."})
+    dataset, stats = tokenize_records([record], tiny_tokenizer, "tir", max_length=1000)
+    ids, labels = dataset[0]["input_ids"], dataset[0]["labels"]
+    trained = tiny_tokenizer.decode([i for i, lab in zip(ids, labels) if lab != IGNORE_INDEX])
+    assert "print(2+3)" in trained and "So \\boxed{5}." in trained
+    assert "What is 2+3?" not in trained  # the prompt carries no loss
+    assert "```output\n5" not in trained  # the executor's output carries no loss
+    assert stats.examples == 1 and 0 < stats.trainable_tokens < stats.tokens == len(ids)
+
+
+def test_records_without_a_stage_solution_are_skipped(tiny_tokenizer):
+    records = [MathRecord("p1", "s1 \\boxed{1}", "1", "t"), MathRecord("p2", "", "2", "t")]
+    _, stats = tokenize_records(records, tiny_tokenizer, "cot", max_length=1000)
+    assert (stats.records, stats.no_solution, stats.examples) == (2, 1, 1)
+    assert solution_for(records[0], "tir") == "s1 \\boxed{1}"  # no tir_solution: own solution
+    from aimo3_recipe.exceptions import DatasetError
+
+    with pytest.raises(DatasetError, match="no training examples"):
+        tokenize_records(records[1:], tiny_tokenizer, "cot", max_length=1000)
+
+
+def test_default_dataset_is_synthetic_offline_and_numina_for_hub_models(tmp_path, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    assert default_dataset("default", "cot") == "synthetic"
+    assert default_dataset(str(tmp_path), "tir") == "synthetic"
+    assert default_dataset("Qwen/Qwen2.5-14B", "cot") == "AI-MO/NuminaMath-CoT"
+    assert default_dataset("Qwen/Qwen2.5-14B", "tir") == "AI-MO/NuminaMath-TIR"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert default_dataset("Qwen/Qwen2.5-14B", "cot") == "synthetic"
+
+
+def test_rename_logs_namespaces_and_drops():
+    logs = {"loss": 1.5, "grad_norm": 0.25, "learning_rate": 2e-5, "num_tokens": 7.0,
+            "mean_token_accuracy": 0.5, "total_flos": 3.0, "custom/x": 1, "note": "text"}
+    assert rename_logs(logs) == {"train/loss": 1.5, "train/grad_norm": 0.25, "train/lr": 2e-5,
+                                 "train/token_accuracy": 0.5, "custom/x": 1}
+
+
+def test_pack_length():
+    config = TrainConfig(max_seq_length=100)
+    assert pack_length(config, [10, 40, 30]) == 40  # the longest example
+    assert pack_length(TrainConfig(max_seq_length=100, pack_length=64), [10, 40]) == 64
+    assert pack_length(TrainConfig(max_seq_length=50, pack_length=64), [10, 40]) == 50
