@@ -33,7 +33,11 @@ class FakeEngine:
         self.prompts_seen += len(prompts)
         rng = random.Random(config.seed)
         out = []
-        for _ in prompts:
+        for prompt in prompts:
+            if "candidate solutions" in prompt:  # a GenSelect judge prompt
+                out.append([Completion("Solution 1 is right.\nJudgment: 1", [1, 2, 3], None,
+                                       "stop")] * config.n)
+                continue
             comps = []
             for _ in range(config.n):
                 a, r = rng.randint(0, 3), rng.random()
@@ -162,6 +166,31 @@ def test_greedy_strategy_runs_one_pass(tmp_path, bench_file, tiny_tokenizer):
     assert "sampled" not in m and m["strategy"]["accuracy"] == m["greedy"]["accuracy"]
     assert engine.prompts_seen == 10
     assert not (out / "accuracy_vs_samples.png").exists()
+
+
+def test_genselect_strategy_records_its_choice_and_resumes(tmp_path, bench_file,
+                                                           tiny_tokenizer):
+    out = tmp_path / "gs"
+    res = main(_config(bench_file, out, strategy="genselect"), engine=FakeEngine(tiny_tokenizer))
+    recs = _samples(out)
+    chosen = []
+    for i in range(10):
+        sel = recs[("selection", i, 0)]
+        samples = [recs[("sampled", i, j)] for j in range(4)]
+        if sel["chosen_index"] is None:
+            assert all(s["answer_key"] is None for s in samples) and not sel["correct"]
+        else:
+            picked = samples[sel["chosen_index"]]
+            assert (sel["extracted_answer"], sel["correct"]) == (picked["extracted_answer"],
+                                                                 picked["correct"])
+        if sel["reason"] == "tournament":
+            assert sel["fallbacks"] == 0 and sel["judge_tokens"] > 0
+        chosen.append(sel["correct"])
+    assert res["metrics"]["strategy"]["accuracy"] == pytest.approx(sum(chosen) / 10)
+    assert any(recs[("selection", i, 0)]["reason"] == "tournament" for i in range(10))
+    engine = FakeEngine(tiny_tokenizer)
+    again = main(_config(bench_file, out, strategy="genselect"), engine=engine)
+    assert engine.calls == 0 and _strip_volatile(again) == _strip_volatile(res)
 
 
 def _rec(answer, correct, lp=-1.0):

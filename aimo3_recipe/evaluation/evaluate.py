@@ -81,9 +81,6 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--strategy must be one of {STRATEGIES}; got {config.strategy!r}")
     if config.num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1; got {config.num_samples}")
-    if config.strategy == "genselect":
-        raise ConfigError("--strategy genselect is not wired into evaluation yet; use "
-                          "majority_vote or weighted_vote (same samples, see pass@k / maj@N)")
     if config.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {config.batch_size}")
     if config.max_new_tokens is not None and config.max_new_tokens < 1:
@@ -140,13 +137,17 @@ def grade_record(problem: EvalProblem, completion: Completion, tir: dict | None,
     }
 
 
-def choose(strategy: str, greedy: dict | None, samples: list[dict]) -> tuple[str | None, bool]:
+def choose(strategy: str, greedy: dict | None, samples: list[dict],
+           selection: dict | None = None) -> tuple[str | None, bool]:
     """The strategy's final answer for one problem, and whether it is correct."""
     from aimo3_recipe.inference import solution_selection as sel
 
     if strategy == "greedy":
         assert greedy is not None
         return greedy["extracted_answer"], bool(greedy["correct"])
+    if strategy == "genselect":
+        assert selection is not None
+        return selection["extracted_answer"], bool(selection["correct"])
     answers = [s["extracted_answer"] for s in samples]
     if strategy == "weighted_vote":
         weights = [sel.confidence_weight([s["mean_logprob"]] if s["mean_logprob"] is not None
@@ -161,6 +162,42 @@ def choose(strategy: str, greedy: dict | None, samples: list[dict]) -> tuple[str
     return vote.answer, bool(winner["correct"])
 
 
+def _chat(tokenizer: Any, user_message: str) -> str:
+    """A user message in the tokenizer's chat format (plain text when it has none)."""
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template([{"role": "user", "content": user_message}],
+                                             tokenize=False, add_generation_prompt=True)
+    return f"{user_message}\n\n"
+
+
+def _run_genselect(problems: list[EvalProblem], store: SampleStore, engine: Engine | None,
+                   config: EvalConfig, mlog: MetricsLogger) -> Engine | None:
+    """GenSelect over each problem's sampled completions; one "selection" record each."""
+    from aimo3_recipe.inference.genselect import genselect
+
+    for prob in problems:
+        if store.has("selection", prob.index):
+            continue
+        if engine is None:
+            engine = build_engine(config)
+        samples = store.get("sampled", prob.index)
+        confidences = [math.exp(s["mean_logprob"]) if s["mean_logprob"] is not None else 1.0
+                       for s in samples]
+        t0 = time.time()
+        rep = genselect(engine, lambda msg: _chat(engine.tokenizer, msg), prob.problem,
+                        [s["completion"] for s in samples], [s["answer_key"] for s in samples],
+                        confidences, seed=batch_seed(config.seed, "selection", prob.index))
+        chosen = samples[rep.chosen] if rep.chosen is not None else None
+        store.add("selection", prob.index, [{
+            "problem_id": prob.id, "fingerprint": prob.fingerprint, "chosen_index": rep.chosen,
+            "extracted_answer": chosen["extracted_answer"] if chosen else None,
+            "correct": bool(chosen and chosen["correct"]), "reason": rep.reason,
+            "rounds": rep.rounds, "fallbacks": rep.fallbacks, "judge_tokens": rep.tokens,
+            "gen_seconds": time.time() - t0}])
+        mlog.log({"genselect/fallbacks": rep.fallbacks}, step=prob.index)
+    return engine
+
+
 def _problem_rows(problems: list[EvalProblem], store: SampleStore, config: EvalConfig
                   ) -> list[dict]:
     rows = []
@@ -169,8 +206,11 @@ def _problem_rows(problems: list[EvalProblem], store: SampleStore, config: EvalC
         samples = store.get("sampled", prob.index)
         row = {"subject": prob.subject, "level": prob.level, "greedy": greedy[0],
                "samples": samples, "chosen_correct": None}
-        if (greedy[0] is not None) if config.strategy == "greedy" else bool(samples):
-            row["chosen_answer"], row["chosen_correct"] = choose(config.strategy, greedy[0], samples)
+        selection = (store.get("selection", prob.index) or [None])[0]
+        ready = {"greedy": greedy[0] is not None, "genselect": selection is not None}
+        if ready.get(config.strategy, bool(samples)):
+            row["chosen_answer"], row["chosen_correct"] = choose(config.strategy, greedy[0],
+                                                                 samples, selection)
         rows.append(row)
     return rows
 
@@ -202,7 +242,7 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
     passes = plan_passes(config, bench)
     store = SampleStore(out / "samples.jsonl", run_key(config, bench), resume=config.resume)
     for prob in problems:
-        for kind in ("greedy", "sampled"):
+        for kind in ("greedy", "sampled", "selection"):
             recs = store.get(kind, prob.index)
             if recs and recs[0].get("fingerprint") != prob.fingerprint:
                 raise ConfigError(f"{store.path}: problem {prob.index} is not the problem the "
@@ -251,6 +291,8 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
                 mlog.log({f"eval/{p.kind}/running_accuracy": correct / max(total, 1),
                           "time/batch": dt}, step=b_idx)
             bar.close()
+        if config.strategy == "genselect":
+            engine = _run_genselect(problems, store, engine, config, mlog)
         rows = _problem_rows(problems, store, config)
     summary = summarize(rows, ks=config.pass_k or None, confidence=config.confidence,
                         bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
@@ -277,6 +319,12 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
         "environment": {"python": platform.python_version(), "platform": platform.platform()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+    if config.strategy == "genselect" and "strategy" in summary:
+        sel = [store.get("selection", q.index)[0] for q in problems]
+        summary["strategy"].update(
+            genselect_fallbacks=sum(r["fallbacks"] for r in sel),
+            genselect_judge_tokens=sum(r["judge_tokens"] for r in sel),
+            genselect_unanimous=sum(r["reason"] == "unanimous" for r in sel))
     (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
     write_report(results, out)
     return results
