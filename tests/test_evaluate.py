@@ -193,6 +193,50 @@ def test_genselect_strategy_records_its_choice_and_resumes(tmp_path, bench_file,
     assert engine.calls == 0 and _strip_volatile(again) == _strip_volatile(res)
 
 
+class ToolUsingEngine:
+    """Writes a python block, then reads its output and boxes it (a tool-using model)."""
+
+    def __init__(self, tokenizer):
+        self.tokenizer = tokenizer
+
+    def generate(self, prompts, config):
+        out = []
+        for p in prompts:
+            turn = p.rsplit("<|im_start|>assistant", 1)[-1]  # what the model wrote so far
+            if "```output" in turn:
+                result = turn.rsplit("```output", 1)[1].strip().strip("`").strip()
+                text = f"The tool says {result}, so \\boxed{{{result}}}."
+            elif "What is 0" in p:
+                text = "```python\nprint(1 / 0)\n```\n"  # a block that raises
+            else:
+                n = p.split("What is ")[1].split(" ")[0]
+                text = f"Compute it.\n```python\nx = {n}\nprint(x + 0)\n```\n"
+            out.append([Completion(text, [1] * 5, [-0.1] * 5, "stop")] * config.n)
+        return out
+
+
+def test_tir_strategy_runs_code_and_reports_tool_stats(tmp_path, bench_file, tiny_tokenizer):
+    out = tmp_path / "tir"
+    res = main(_config(bench_file, out, strategy="tir", num_samples=2, max_problems=4,
+                       include_greedy=False), engine=ToolUsingEngine(tiny_tokenizer))
+    recs = _samples(out)
+    assert {k[0] for k in recs} == {"sampled"}
+    for i in (1, 2, 3):  # "What is i + 0?": the code prints i, the model boxes it
+        r = recs[("sampled", i, 0)]
+        assert r["mode"] == "tir" and "```output" in r["completion"]
+        assert r["tir"]["code_calls"] == 1 and r["tir"]["code_errors"] == 0
+        assert r["extracted_answer"] == str(i) and r["correct"]
+    r0 = recs[("sampled", 0, 0)]
+    assert r0["tir"]["code_errors"] == 1 and "ZeroDivisionError" in r0["completion"]
+    s = res["metrics"]["sampled"]
+    assert s["tir/code_calls_per_completion"] == 1.0
+    assert s["tir/error_rate"] == pytest.approx(0.25)
+    assert res["metrics"]["strategy"]["accuracy"] == pytest.approx(0.75)
+    report = (out / "report.md").read_text()
+    assert "| 75.0 (N=2) |" in report  # the TIR column
+    assert "code error rate" in report
+
+
 def _rec(answer, correct, lp=-1.0):
     return {"extracted_answer": answer, "correct": correct, "mean_logprob": lp}
 

@@ -108,12 +108,14 @@ def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingC
     """N completions per prompt, each with its TIR statistics (None outside TIR)."""
     if mode != "tir":
         return [[(c, None) for c in comps] for comps in engine.generate(prompts, sampling)]
-    from aimo3_recipe.inference.tir_executor import run_tir
+    from aimo3_recipe.inference.tir_executor import TIRConfig, run_tir
 
-    results = run_tir(engine, prompts, sampling, max_tool_calls=config.tir_max_calls)
-    return [[(r.completion, {"code_calls": r.num_code_calls, "code_errors": r.num_code_errors,
-                             "code_timeouts": r.num_code_timeouts}) for r in rs]
-            for rs in results]
+    results = run_tir(engine, prompts, sampling, TIRConfig(max_tool_calls=config.tir_max_calls))
+    return [[(Completion(text=r.text, token_ids=r.token_ids, logprobs=r.logprobs,
+                         finish_reason=r.finish_reason),
+              {"code_calls": r.num_code_calls, "code_errors": r.num_code_errors,
+               "code_timeouts": r.num_timeouts, "finish_reason": r.finish_reason})
+             for r in rs] for rs in results]
 
 
 def grade_record(problem: EvalProblem, completion: Completion, tir: dict | None, *,
