@@ -1,0 +1,251 @@
+"""Tool-integrated reasoning: the model writes Python, the sandbox runs it, generation goes on.
+
+Each rollout alternates model text and tool output in the format SFT-TIR trains on:
+
+    ...reasoning...
+    ```python
+    print(2 + 3)
+    ```
+    ```output
+    5
+    ```
+    ...more reasoning... \\boxed{5}
+
+`run_tir` works with any `Engine` (transformers, vLLM, Tinker). It is batched: every round
+makes ONE `engine.generate` call with all still-active rollouts (prompt + transcript so far,
+n=1), so vLLM batches them and its prefix cache reuses what they share; then the code blocks
+of that round run in parallel, each in its rollout's own sandbox session (state carries over
+between a rollout's blocks, as in a notebook).
+
+Stopping: generation stops at the closing fence of a block ("```\\n") and at "```output". The
+first case runs the block if it is a ```python block (any other fence just continues). The
+second is the model starting an output block itself: generation stops before it can write
+any output; if a python block is pending it runs and the real output follows the model's
+marker, otherwise the rollout ends with finish_reason="fake_output". Text an engine returns
+past a stop marker (engines that ignore stop strings) is cut, so tool output is never the
+model's. Token ids/log-probs are the engine's: if text had to be cut, they still describe
+what was sampled (and `TIRResult.cut_text` is True).
+
+Limits: `max_tool_calls` blocks per rollout (after that, code fences no longer stop generation
+and a model-written ```output ends the rollout with finish_reason="max_tool_calls"),
+`max_new_tokens` model tokens per rollout in total, and `max_rounds` generate calls.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+
+from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.engine import Engine, SamplingConfig
+from aimo3_recipe.utils.code_execution import (
+    ExecResult,
+    SandboxConfig,
+    SandboxPool,
+    Session,
+    default_pool,
+)
+
+CODE_OPEN = "```python"
+FENCE_STOP = "```\n"  # a closing fence (an opening one is "```python\n")
+OUTPUT_OPEN = "```output"
+
+
+@dataclass
+class TIRConfig:
+    max_tool_calls: int = 4  # code blocks executed per rollout
+    max_new_tokens: int | None = None  # model tokens per rollout, all rounds (None: sampling.max_tokens)
+    max_rounds: int | None = None  # generate calls per rollout (None: 2 * max_tool_calls + 4)
+    max_output_chars: int = 2000  # tool output put back into the context, per block
+    sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=10.0))  # per-cell limits
+
+    def __post_init__(self) -> None:
+        if self.max_tool_calls < 0:
+            raise ConfigError(f"TIRConfig.max_tool_calls must be >= 0; got {self.max_tool_calls}")
+        if self.max_new_tokens is not None and self.max_new_tokens < 1:
+            raise ConfigError(f"TIRConfig.max_new_tokens must be >= 1; got {self.max_new_tokens}")
+
+
+@dataclass
+class TIRResult:
+    text: str  # the full transcript after the prompt (model text and tool output)
+    segments: list[tuple[str, str]]  # (text, "model" | "tool") in order; they concatenate to `text`
+    num_code_calls: int = 0  # blocks executed
+    num_code_errors: int = 0  # blocks that raised, timed out or crashed
+    num_timeouts: int = 0  # blocks killed at the wall-clock limit
+    finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
+    num_model_tokens: int = 0  # tokens the engine generated for this rollout
+    token_ids: list[int] = field(default_factory=list)  # model tokens, all rounds concatenated
+    logprobs: list[float] | None = None  # their log-probs, where the engine gives them
+    segment_token_ids: list[list[int]] = field(default_factory=list)  # per segment ([] for tool)
+    cut_text: bool = False  # text past a stop marker was removed (engine ignored a stop string)
+
+
+def find_pending_code(text: str) -> str | None:
+    """The code of a ```python block that `text` ends by closing (trailing whitespace and a
+    trailing ```output marker ignored), or None if `text` does not end with a closed one."""
+    body = text.rstrip()
+    if body.endswith(OUTPUT_OPEN):
+        before = body[: -len(OUTPUT_OPEN)].rstrip()
+        # "```\n```output" closes the block first; in "code\n```output" the marker's own
+        # backticks are the closing fence
+        body = before if before.endswith("```") else before + "\n```"
+    if not body.endswith("```"):
+        return None
+    body = body[:-3]
+    start = body.rfind(CODE_OPEN)
+    if start < 0:
+        return None
+    code = body[start + len(CODE_OPEN):]
+    if "```" in code:  # the closing fence belongs to a later block, not this one
+        return None
+    return code.split("\n", 1)[1] if "\n" in code else ""
+
+
+def format_tool_output(result: ExecResult, max_chars: int, after_marker: bool) -> str:
+    """The ```output block appended after a code block (the marker may be the model's)."""
+    out = result.output.rstrip("\n")
+    if len(out) > max_chars:
+        out = out[:max_chars] + f"\n[... {len(out) - max_chars} more characters cut ...]"
+    head = "\n" if after_marker else OUTPUT_OPEN + "\n"
+    return f"{head}{out}\n```\n"
+
+
+def cut_at_markers(text: str, markers: list[str]) -> tuple[str, str | None, bool]:
+    """Cut `text` after the first stop marker it contains. Returns (text, marker, cut)."""
+    best = None
+    for m in markers:
+        i = text.find(m)
+        if i >= 0 and (best is None or i < best[0]):
+            best = (i, m)
+    if best is None:
+        return text, None, False
+    end = best[0] + len(best[1])
+    return text[:end], best[1], end < len(text)
+
+
+@dataclass
+class _Rollout:
+    prompt: str
+    budget: int
+    segments: list[tuple[str, str]] = field(default_factory=list)
+    segment_token_ids: list[list[int]] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] | None = field(default_factory=list)
+    turn_start: int = 0  # where in `text` the model's current turn began (after tool output)
+    calls: int = 0
+    errors: int = 0
+    timeouts: int = 0
+    rounds: int = 0
+    done: bool = False
+    finish_reason: str = "stop"
+    cut: bool = False
+    session: Session | None = None
+    pending_code: str | None = None
+    pending_after_marker: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(t for t, _ in self.segments)
+
+    def add(self, text: str, source: str, token_ids: list[int] | None = None) -> None:
+        if self.segments and self.segments[-1][1] == source:
+            self.segments[-1] = (self.segments[-1][0] + text, source)
+            self.segment_token_ids[-1] = self.segment_token_ids[-1] + list(token_ids or [])
+        else:
+            self.segments.append((text, source))
+            self.segment_token_ids.append(list(token_ids or []))
+
+    def result(self) -> TIRResult:
+        return TIRResult(
+            text=self.text, segments=list(self.segments), num_code_calls=self.calls,
+            num_code_errors=self.errors, num_timeouts=self.timeouts,
+            finish_reason=self.finish_reason, num_model_tokens=len(self.token_ids),
+            token_ids=self.token_ids, logprobs=self.logprobs,
+            segment_token_ids=self.segment_token_ids, cut_text=self.cut)
+
+
+def _step(r: _Rollout, comp, round_stops: list[str],
+          max_tool_calls: int, max_rounds: int) -> None:
+    """Fold one completion into the rollout; decide whether it runs code, continues or ends."""
+    r.rounds += 1
+    r.token_ids.extend(comp.token_ids)
+    if r.logprobs is not None and comp.logprobs is not None:
+        r.logprobs.extend(comp.logprobs)
+    else:
+        r.logprobs = None
+    r.budget -= max(len(comp.token_ids), 1)
+    text, marker, cut = cut_at_markers(comp.text, round_stops)
+    stop = comp.stop_reason
+    if marker is None and comp.finish_reason == "stop" and isinstance(stop, str) \
+            and stop in round_stops:
+        text, marker = text + stop, stop  # the engine left the stop string out of the text
+    r.cut |= cut
+    r.add(text, "model", comp.token_ids)
+    can_call = r.calls < max_tool_calls
+    if marker in (FENCE_STOP, OUTPUT_OPEN):
+        code = find_pending_code(r.text[r.turn_start:])
+        if code is not None and can_call:
+            r.pending_code, r.pending_after_marker = code, marker == OUTPUT_OPEN
+            return
+        if marker == OUTPUT_OPEN:  # an output block the model wants to write itself
+            r.done, r.finish_reason = True, ("fake_output" if can_call else "max_tool_calls")
+            return
+        # a fence that closes another kind of block, or opens a bare one: keep generating
+    elif marker is not None or comp.finish_reason != "length":
+        r.done, r.finish_reason = True, "stop"  # EOS or one of the caller's stop strings
+        return
+    _check_limits(r, max_rounds)
+
+
+def _check_limits(r: _Rollout, max_rounds: int) -> None:
+    if r.budget <= 0:
+        r.done, r.finish_reason = True, "length"
+    elif r.rounds >= max_rounds:
+        r.done, r.finish_reason = True, "max_rounds"
+
+
+def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
+            config: TIRConfig | None = None,
+            pool: SandboxPool | None = None) -> list[list[TIRResult]]:
+    """`sampling.n` TIR rollouts per prompt; returns one list of TIRResult per prompt."""
+    config = config or TIRConfig()
+    pool = pool or default_pool(config.sandbox)
+    total = config.max_new_tokens or sampling.max_tokens
+    max_rounds = config.max_rounds or 2 * config.max_tool_calls + 4
+    user_stops = list(sampling.stop)
+    rollouts = [[_Rollout(prompt=p, budget=total) for _ in range(sampling.n)] for p in prompts]
+    flat = [r for group in rollouts for r in group]
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, pool.size * 2)) as cells:
+            while True:
+                active = [r for r in flat if not r.done]
+                if not active:
+                    break
+                stops = list(dict.fromkeys(
+                    [OUTPUT_OPEN] + user_stops
+                    + ([FENCE_STOP] if any(r.calls < config.max_tool_calls for r in active) else [])))
+                round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
+                                    max_tokens=max(1, min(r.budget for r in active)))
+                outs = engine.generate([r.prompt + r.text for r in active], round_cfg)
+                for r, comps in zip(active, outs):
+                    _step(r, comps[0], stops, config.max_tool_calls, max_rounds)
+                to_run = [r for r in active if r.pending_code is not None]
+                for r in to_run:
+                    if r.session is None:
+                        r.session = pool.session()
+                results = list(cells.map(lambda r: r.session.run(r.pending_code), to_run))
+                for r, res in zip(to_run, results):
+                    r.calls += 1
+                    r.errors += int(not res.ok)
+                    r.timeouts += int(res.timed_out)
+                    r.add(format_tool_output(res, config.max_output_chars,
+                                             r.pending_after_marker), "tool")
+                    r.pending_code = None
+                    r.turn_start = len(r.text)
+                    _check_limits(r, max_rounds)
+    finally:
+        for r in flat:
+            if r.session is not None:
+                r.session.close()
+    return [[r.result() for r in group] for group in rollouts]

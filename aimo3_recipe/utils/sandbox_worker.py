@@ -1,0 +1,450 @@
+"""The process side of the sandbox (see code_execution.py for the design and its limits).
+
+Run as a script by `SandboxPool`, never imported by user code. One *template* process imports
+math/numpy/sympy once, then forks a fresh process tree per session on request:
+
+    template --fork--> supervisor --unshare(user,pid,net,ipc)+fork--> init (pid 1) --fork--> cell runner
+
+* supervisor: outside the new namespaces; reports the init's pid and, later, how the session
+  ended on a status socket the model's code never sees; kills anything left over and removes
+  the session's temp dir.
+* init: pid 1 of the session's pid namespace, so killing it (what the host does on a timeout)
+  makes the kernel kill every process the cell started; it also makes RLIMIT_CPU's SIGXCPU
+  reach the cell runner (the kernel drops default-action signals sent to a namespace's pid 1).
+* cell runner: applies rlimits, Landlock and capability dropping to itself, then runs cells.
+
+Messages with the host are 4-byte big-endian length + JSON (never pickle: the cell runner is
+untrusted and the host must not unpickle what it writes).
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import io
+import json
+import os
+import resource
+import signal
+import socket
+import struct
+import sys
+import time
+import traceback
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAPBSET_DROP = 24
+CELL_FILE = "<cell>"
+
+
+# ---------------------------------------------------------------- framing
+def send_msg(sock: socket.socket, obj: dict) -> None:
+    data = json.dumps(obj).encode()
+    sock.sendall(struct.pack(">I", len(data)) + data)
+
+
+def _recv_exact(sock: socket.socket, n: int) -> bytes | None:
+    buf = bytearray()
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            return None
+        buf += chunk
+    return bytes(buf)
+
+
+def recv_msg(sock: socket.socket) -> dict | None:
+    head = _recv_exact(sock, 4)
+    if head is None:
+        return None
+    body = _recv_exact(sock, struct.unpack(">I", head)[0])
+    return None if body is None else json.loads(body)
+
+
+# ---------------------------------------------------------------- OS helpers
+def _prctl(option: int, arg: int) -> int:
+    return _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0)
+
+
+def _die_with_parent() -> None:
+    """SIGKILL us when our parent dies (then check it did not die already)."""
+    ppid = os.getppid()
+    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != ppid:
+        os._exit(1)
+
+
+def _unshare_session_namespaces() -> bool:
+    """New user+pid+net+ipc namespaces; uid/gid 0 inside map to our own uid/gid outside, so
+    file permissions stay what the host has while capabilities only count inside."""
+    uid, gid = os.geteuid(), os.getegid()
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC) != 0:
+        return False
+    try:  # we hold no capability in the parent namespace now: map only ourselves
+        with open("/proc/self/setgroups", "w") as f:
+            f.write("deny")
+        with open("/proc/self/uid_map", "w") as f:
+            f.write(f"0 {uid} 1")
+        with open("/proc/self/gid_map", "w") as f:
+            f.write(f"0 {gid} 1")
+    except OSError as e:
+        print(f"sandbox: cannot map ids in the new user namespace: {e}", file=sys.stderr)
+        os._exit(1)
+    return True
+
+
+def _drop_capabilities() -> None:
+    """Empty the bounding, effective, permitted and inheritable sets (capset v3)."""
+    for cap in range(64):
+        if _prctl(PR_CAPBSET_DROP, cap) != 0:
+            break
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    data = (ctypes.c_uint32 * 6)()
+    _libc.capset(ctypes.byref(Header(0x20080522, 0)), data)
+    _prctl(PR_SET_NO_NEW_PRIVS, 1)
+
+
+# ---------------------------------------------------------------- Landlock
+_LL_FS = [1 << i for i in range(16)]  # EXECUTE .. IOCTL_DEV
+_LL_FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14) | (1 << 15)
+_LL_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read file, read dir
+
+
+def landlock_abi() -> int:
+    r = _libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
+    return max(int(r), 0)
+
+
+def _landlock(read_paths: list[str], write_paths: list[str]) -> int:
+    """Allow reading only `read_paths`, writing only `write_paths`, no TCP bind/connect, no
+    signals or abstract unix sockets outside the sandbox. Returns the ABI used (0 = none)."""
+    abi = landlock_abi()
+    if abi < 1:
+        return 0
+    n_fs = {1: 13, 2: 14, 3: 15, 4: 15}.get(abi, 16)
+    handled_fs = sum(_LL_FS[:n_fs])
+    handled_net = 0b11 if abi >= 4 else 0
+    scoped = 0b11 if abi >= 6 else 0
+
+    class RulesetAttr(ctypes.Structure):
+        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    attr = RulesetAttr(handled_fs, handled_net, scoped)
+    size = 24 if abi >= 6 else (16 if abi >= 4 else 8)
+    ruleset = _libc.syscall(444, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
+    if ruleset < 0:
+        return 0
+    for paths, rights in ((read_paths, _LL_READ), (write_paths, handled_fs)):
+        for path in paths:
+            try:
+                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            except OSError:
+                continue
+            allowed = rights & handled_fs
+            if not os.path.isdir(path):
+                allowed &= _LL_FILE_RIGHTS
+            rule = PathBeneath(allowed, fd)
+            _libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0)
+            os.close(fd)
+    ok = _libc.syscall(446, ruleset, 0) == 0
+    os.close(ruleset)
+    return abi if ok else 0
+
+
+def _read_paths() -> list[str]:
+    import site
+
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(site.getsitepackages())
+    paths.update(["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime",
+                  "/dev/urandom", "/dev/zero", os.path.realpath("/proc/self")])
+    return sorted(paths)
+
+
+# ---------------------------------------------------------------- cell runner
+class _CappedWriter(io.TextIOBase):
+    """stdout/stderr replacement that keeps the first `limit` characters and counts the rest."""
+
+    def __init__(self, limit: int):
+        self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        room = self.limit - self.size
+        if room > 0:
+            self.parts.append(s[:room])
+            self.size += min(len(s), room)
+        self.dropped += max(0, len(s) - max(room, 0))
+        return len(s)
+
+    def getvalue(self) -> str:
+        return "".join(self.parts)
+
+
+def _short_traceback(exc: BaseException) -> str:
+    """Only the frames of the model's own cell, then the error line."""
+    if isinstance(exc, SyntaxError):
+        return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == CELL_FILE]
+    lines = ["Traceback (most recent call last):"] if frames else []
+    lines += [ln.rstrip() for ln in traceback.format_list(frames)]
+    lines.append("".join(traceback.format_exception_only(type(exc), exc)).rstrip())
+    return "\n".join(lines)
+
+
+def _run_cell(code: str, env: dict) -> tuple[str | None, object]:
+    """exec the cell; the value of a last bare expression is returned for printing."""
+    import linecache
+
+    linecache.cache[CELL_FILE] = (len(code), None, code.splitlines(True), CELL_FILE)
+    tree = ast.parse(code, CELL_FILE)
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    exec(compile(tree, CELL_FILE, "exec"), env)  # noqa: S102 - running it is the point
+    if last is not None:
+        return None, eval(compile(last, CELL_FILE, "eval"), env)
+    return None, None
+
+
+def _live_children() -> int:
+    """Reap finished children; count the ones still running (threads' children included)."""
+    try:
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    except ChildProcessError:
+        pass
+    count = 0
+    try:  # /proc/self, not /proc/<getpid()>: our pid inside the namespace differs
+        for tid in os.listdir("/proc/self/task"):
+            with open(f"/proc/self/task/{tid}/children") as f:
+                count += len(f.read().split())
+    except OSError:
+        return 0
+    return count
+
+
+def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: bool) -> None:
+    import threading
+
+    os.setsid()
+    os.chdir(tmp)
+    for k in ("HOME", "TMPDIR", "TMP", "TEMP"):
+        os.environ[k] = tmp
+    import tempfile
+
+    tempfile.tempdir = tmp
+    # C-level output (subprocesses, os.write(1, ...)) goes to a file we read after each cell.
+    fd_out = os.open(os.path.join(tmp, ".fd_output"), os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    null = os.open("/dev/null", os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(fd_out, 1)
+    os.dup2(fd_out, 2)
+    keep = {0, 1, 2, sock.fileno(), fd_out}
+    for fd in [int(x) for x in os.listdir("/proc/self/fd")]:
+        if fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    mb = 1024 * 1024
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # oversize writes fail with EFBIG instead
+    resource.setrlimit(resource.RLIMIT_AS, (cfg["memory_mb"] * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (cfg["max_file_mb"] * mb,) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))
+    if isolated:  # counted per user namespace, so the limit is this session's own
+        resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
+    hard_cpu = int(cfg["session_cpu_s"])
+    resource.setrlimit(resource.RLIMIT_CPU, (hard_cpu, hard_cpu))
+    landlock = _landlock(_read_paths(), [tmp, "/dev/null"]) if cfg["landlock"] else 0
+    _drop_capabilities()
+    send_msg(sock, {"type": "hello", "landlock": landlock})
+    writer = _CappedWriter(cfg["max_output_chars"])
+    while True:
+        req = recv_msg(sock)
+        if req is None:
+            os._exit(0)
+        writer.__init__(cfg["max_output_chars"])
+        sys.stdout = sys.stderr = writer
+        ru = resource.getrusage(resource.RUSAGE_SELF)
+        soft = min(hard_cpu, int(ru.ru_utime + ru.ru_stime + cfg["cpu_s"]) + 1)
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, hard_cpu))
+        ok, error, value = True, None, None
+        try:
+            _, value = _run_cell(req["code"], env)
+            if value is not None:
+                print(repr(value))
+        except SystemExit as e:  # sys.exit() ends the cell, not the session
+            if e.code not in (None, 0):
+                ok, error = False, f"SystemExit: {e.code}"
+                print(error)
+        except BaseException as e:  # noqa: BLE001 - the model's code may raise anything
+            ok = False
+            tb = _short_traceback(e)
+            error = tb.splitlines()[-1] if tb else type(e).__name__
+            print(tb)
+        finally:
+            sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        out = writer.getvalue()
+        dropped = writer.dropped
+        size = os.lseek(fd_out, 0, os.SEEK_END)
+        if size:
+            room = max(0, cfg["max_output_chars"] - len(out))
+            os.lseek(fd_out, 0, os.SEEK_SET)
+            raw = os.read(fd_out, min(size, room * 4))
+            text = raw.decode("utf-8", "replace")[:room]
+            out += text
+            dropped += max(0, size - len(text.encode()))
+            os.ftruncate(fd_out, 0)
+            os.lseek(fd_out, 0, os.SEEK_SET)
+        leftovers = []
+        if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
+            leftovers.append("a thread")
+        if _live_children():
+            leftovers.append("a child process")
+        send_msg(sock, {"type": "result", "output": out, "dropped": dropped, "ok": ok,
+                        "error": error, "leftover": " and ".join(leftovers) or None})
+        if leftovers:
+            os._exit(0)  # the namespace dies with us: the session restarts clean
+
+
+# ---------------------------------------------------------------- session process tree
+def _kill_orphans() -> None:
+    """We are a subreaper: kill whatever got reparented to us, until nothing is left."""
+    me = os.getpid()
+    for _ in range(100):
+        found = False
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if ppid == me:
+                found = True
+                try:
+                    os.kill(int(name), signal.SIGKILL)
+                except OSError:
+                    pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            if not found:
+                return
+        if not found:
+            return
+        time.sleep(0.01)
+
+
+def _supervisor(data: socket.socket, status: socket.socket, cfg: dict, tmp: str,
+                env: dict) -> None:
+    import shutil
+
+    _die_with_parent()
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    os.makedirs(tmp, mode=0o700)
+    isolated = cfg["namespaces"] and _unshare_session_namespaces()
+    init_pid = os.fork()
+    if init_pid == 0:
+        status.close()
+        _die_with_parent()
+        runner = os.fork()
+        if runner == 0:
+            _die_with_parent()
+            try:
+                _cell_runner(data, cfg, tmp, env, isolated)
+            finally:
+                os._exit(1)
+        data.close()
+        while True:  # pid 1: reap everything, mirror the runner's fate
+            try:
+                pid, st = os.waitpid(-1, 0)
+            except ChildProcessError:
+                os._exit(1)
+            if pid == runner:
+                os._exit(os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st))
+    data.close()
+    try:
+        send_msg(status, {"pid": init_pid, "namespaces": isolated})
+    except OSError:
+        pass
+    _, st = os.waitpid(init_pid, 0)
+    if not isolated:  # with a pid namespace the kernel already killed everything
+        _kill_orphans()
+    shutil.rmtree(tmp, ignore_errors=True)
+    code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
+    try:
+        send_msg(status, {"exit": code})
+    except OSError:
+        pass
+    os._exit(0)
+
+
+def _template(ctl: socket.socket, cfg: dict) -> None:
+    """Import once, then fork a session per `spawn` request until the host hangs up."""
+    env: dict = {"__name__": "__main__", "__builtins__": __builtins__}
+    exec(compile(cfg["prelude"], "<prelude>", "exec"), env)  # noqa: S102
+    for mod in cfg["warm_modules"]:
+        try:
+            __import__(mod)
+        except ImportError:
+            pass
+    import sympy
+
+    sympy.simplify(sympy.Symbol("x") ** 2 - 1)  # fault in sympy's lazily built caches
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # sessions' supervisors reap themselves
+    send_msg(ctl, {"type": "hello", "landlock_abi": landlock_abi(), "uid": os.geteuid()})
+    while True:
+        try:
+            msg, fds, _, _ = socket.recv_fds(ctl, 65536, 2)
+        except OSError:
+            break
+        if not msg:
+            break
+        req = json.loads(msg)
+        data = socket.socket(fileno=fds[0])
+        status = socket.socket(fileno=fds[1])
+        if os.fork() == 0:
+            ctl.close()
+            try:
+                _supervisor(data, status, cfg, req["tmp"], env)
+            finally:
+                os._exit(1)
+        data.close()
+        status.close()
+    os._exit(0)
+
+
+def main() -> None:
+    ctl = socket.socket(fileno=int(sys.argv[1]))
+    cfg = json.loads(sys.argv[2])
+    sys.path = [p for p in sys.path if p and os.path.abspath(p) != os.path.dirname(__file__)]
+    _template(ctl, cfg)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,256 @@
+"""TIR executor: pure helpers on hand-written strings, then the loop against a scripted engine
+(every branch, deterministic) and a tiny random transformers model (end to end)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from aimo3_recipe.inference.engine import Completion, SamplingConfig
+from aimo3_recipe.inference.tir_executor import (
+    TIRConfig,
+    cut_at_markers,
+    find_pending_code,
+    format_tool_output,
+    run_tir,
+)
+from aimo3_recipe.utils.code_execution import ExecResult, SandboxConfig, SandboxPool
+
+TOOL_BLOCK = re.compile(r"```output\n.*?```\n", re.DOTALL)
+
+
+# ---------------------------------------------------------------- pure helpers
+def test_find_pending_code_closed_python_block():
+    assert find_pending_code("think\n```python\nx = 1\nprint(x)\n```\n") == "x = 1\nprint(x)\n"
+
+
+def test_find_pending_code_marker_after_fence_and_marker_as_fence():
+    assert find_pending_code("```python\nprint(5)\n```\n```output") == "print(5)\n"
+    assert find_pending_code("```python\nprint(5)\n```output") == "print(5)\n"
+
+
+def test_find_pending_code_none_for_other_blocks():
+    assert find_pending_code("```text\nhello\n```\n") is None
+    assert find_pending_code("```python\nx = 1\n") is None  # not closed yet
+    assert find_pending_code("```python\nx=1\n```\nmore\n```\n") is None  # fence of a later block
+    assert find_pending_code("the answer is 4.```output") is None
+
+
+def test_cut_at_markers_takes_the_first_marker():
+    assert cut_at_markers("a```\nb```output c", ["```output", "```\n"]) == ("a```\n", "```\n", True)
+    assert cut_at_markers("abc", ["```\n"]) == ("abc", None, False)
+    assert cut_at_markers("x```output", ["```output"]) == ("x```output", "```output", False)
+
+
+def test_format_tool_output_wraps_and_truncates():
+    r = ExecResult(output="5\n", ok=True)
+    assert format_tool_output(r, 100, after_marker=False) == "```output\n5\n```\n"
+    assert format_tool_output(r, 100, after_marker=True) == "\n5\n```\n"
+    long = format_tool_output(ExecResult(output="x" * 30, ok=True), 10, after_marker=False)
+    assert long.startswith("```output\nxxxxxxxxxx\n[... 20 more characters cut ...]")
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(ValueError, match="max_tool_calls"):
+        TIRConfig(max_tool_calls=-1)
+
+
+# ---------------------------------------------------------------- scripted engine
+class ScriptedEngine:
+    """Plays back per-prompt model turns like a real engine would: one character = one token,
+    stop strings and max_tokens honoured (unless told not to). Turn k is what the model writes
+    after the k-th tool output; the text already generated in that turn must be its prefix."""
+
+    tokenizer = None
+
+    def __init__(self, scripts: dict[str, list[str]], honour_stops: bool = True,
+                 drop_stop_str: bool = False):
+        self.scripts, self.honour_stops, self.drop_stop_str = scripts, honour_stops, drop_stop_str
+        self.calls: list[tuple[list[str], SamplingConfig]] = []
+
+    def _script_for(self, prompt: str) -> tuple[str, str]:
+        for key, turns in self.scripts.items():
+            if prompt.startswith(key):
+                transcript = prompt[len(key):]
+                tools = list(TOOL_BLOCK.finditer(transcript))
+                done = transcript[tools[-1].end():] if tools else transcript
+                turn = turns[min(len(tools), len(turns) - 1)]
+                assert turn.startswith(done), (turn, done)
+                return turn[len(done):], key
+        raise KeyError(prompt)
+
+    def generate(self, prompts, config):
+        self.calls.append((list(prompts), config))
+        out = []
+        for p in prompts:
+            rest, _ = self._script_for(p)
+            finish, stop_reason = "stop", None
+            text = rest
+            if self.honour_stops:
+                hits = [(rest.find(s), s) for s in config.stop if s in rest]
+                if hits:
+                    i, s = min(hits)
+                    text, stop_reason = rest[: i + len(s)], s
+            if len(text) > config.max_tokens:
+                text, finish, stop_reason = text[: config.max_tokens], "length", None
+            ids = [ord(c) for c in text]
+            if stop_reason and (self.drop_stop_str or not config.include_stop_str):
+                text = text[: -len(stop_reason)]
+            out.append([Completion(text, ids, [-0.5] * len(ids), finish, stop_reason)] * config.n)
+        return out
+
+
+@pytest.fixture(scope="module")
+def pool():
+    with SandboxPool(size=2, config=SandboxConfig(timeout_s=2.0)) as p:
+        yield p
+
+
+def _tir(engine, prompts, pool, n=1, max_tokens=400, **cfg):
+    sampling = SamplingConfig(n=n, max_tokens=max_tokens)
+    return run_tir(engine, prompts, sampling, TIRConfig(**cfg), pool=pool)
+
+
+CODE = "Let me compute.\n```python\nx = 6 * 7\nprint(x)\n```\n"
+
+
+def test_one_call_appends_output_and_continues(pool):
+    engine = ScriptedEngine({"P": [CODE, "So the answer is \\boxed{42}."]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.text == CODE + "```output\n42\n```\n" + "So the answer is \\boxed{42}."
+    assert r.segments == [(CODE, "model"), ("```output\n42\n```\n", "tool"),
+                          ("So the answer is \\boxed{42}.", "model")]
+    assert (r.num_code_calls, r.num_code_errors, r.finish_reason) == (1, 0, "stop")
+    model_text = CODE + "So the answer is \\boxed{42}."
+    assert r.token_ids == [ord(c) for c in model_text] and r.num_model_tokens == len(model_text)
+    assert r.logprobs == [-0.5] * len(model_text)
+    assert [len(t) for t in r.segment_token_ids] == [len(CODE), 0, len(model_text) - len(CODE)]
+
+
+def test_state_carries_across_blocks_of_a_rollout(pool):
+    second = "```python\nprint(x + 1)\n```\n"
+    engine = ScriptedEngine({"P": [CODE, second, "done"]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert "```output\n43\n```\n" in r.text and r.num_code_calls == 2
+
+
+def test_code_error_is_counted_and_shown(pool):
+    engine = ScriptedEngine({"P": ["```python\n1/0\n```\n", "oops"]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.num_code_errors == 1 and "ZeroDivisionError" in r.segments[1][0]
+    assert r.segments[1][1] == "tool" and r.text.endswith("oops")
+
+
+def test_timeout_is_counted(pool):
+    engine = ScriptedEngine({"P": ["```python\nwhile True: pass\n```\n", "gave up"]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.num_timeouts == 1 and r.num_code_errors == 1 and "Timed out" in r.text
+
+
+def test_model_cannot_fake_tool_output(pool):
+    engine = ScriptedEngine({"P": ["The result is\n```output\n999\n```\nso \\boxed{999}"]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert "999" not in r.text and r.finish_reason == "fake_output"
+    assert r.segments == [("The result is\n```output", "model")]
+
+
+def test_marker_right_after_code_runs_the_code(pool):
+    turn = "```python\nprint(5)\n```output\n999\n```\n"
+    engine = ScriptedEngine({"P": [turn, "end"]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.text == "```python\nprint(5)\n```output\n5\n```\nend"
+    assert "999" not in r.text and r.num_code_calls == 1
+
+
+def test_engine_ignoring_stop_strings_is_cut(pool):
+    turn = "```python\nprint(2 + 2)\n```\n```output\n5\n```\nanswer 5"
+    engine = ScriptedEngine({"P": [turn, "answer 4"]}, honour_stops=False)
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.text == "```python\nprint(2 + 2)\n```\n```output\n4\n```\nanswer 4"
+    assert r.cut_text
+
+
+def test_engine_dropping_the_stop_string(pool):
+    engine = ScriptedEngine({"P": [CODE, "fine"]}, drop_stop_str=True)
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.text == CODE + "```output\n42\n```\nfine"
+
+
+def test_other_fences_do_not_run_code(pool):
+    turn = "Plan:\n```text\nstep 1\n```\nNo code needed, \\boxed{1}."
+    engine = ScriptedEngine({"P": [turn]})
+    (r,), = _tir(engine, ["P"], pool)
+    assert r.text == turn and r.num_code_calls == 0 and r.finish_reason == "stop"
+    assert len(engine.calls) == 2  # stopped at the fence, then continued
+
+
+def test_tool_call_limit(pool):
+    block = "```python\nprint(1)\n```\n"
+    engine = ScriptedEngine({"P": [block, block + "```output\n7\n```\n"]})
+    (r,), = _tir(engine, ["P"], pool, max_tool_calls=1)
+    assert r.num_code_calls == 1 and r.finish_reason == "max_tool_calls"
+    assert r.text == block + "```output\n1\n```\n" + block + "```output"
+
+
+def test_token_budget_over_all_rounds(pool):
+    engine = ScriptedEngine({"P": [CODE, "x" * 500]})
+    (r,), = _tir(engine, ["P"], pool, max_new_tokens=60)
+    assert r.finish_reason == "length" and r.num_model_tokens == 60
+    assert r.text == CODE + "```output\n42\n```\n" + "x" * (60 - len(CODE))
+
+
+def test_batches_all_active_rollouts_in_one_call_per_round(pool):
+    engine = ScriptedEngine({"A": [CODE, "```python\nprint(x)\n```\n", "a"], "B": ["b"]})
+    results = _tir(engine, ["A", "B"], pool, n=3)
+    assert [len(g) for g in results] == [3, 3]
+    assert [len(prompts) for prompts, _ in engine.calls] == [6, 3, 3]
+    assert all(cfg.n == 1 for _, cfg in engine.calls)
+    assert all(r.num_code_calls == 2 and r.text.endswith("a") for r in results[0])
+    assert all(r.text == "b" and r.num_code_calls == 0 for r in results[1])
+    # each rollout has its own session: all three printed 42, none saw another's state
+    assert all(r.segments[3] == ("```output\n42\n```\n", "tool") for r in results[0])
+    assert not pool._sessions  # sessions are closed when run_tir returns
+
+
+# ---------------------------------------------------------------- tiny real model
+class _MinimalHFEngine:
+    """Greedy transformers engine for this test, used only if hf_engine.py is missing."""
+
+    def __init__(self, model, tokenizer):
+        self.model, self.tokenizer = model, tokenizer
+
+    def generate(self, prompts, config):
+        import torch
+
+        out = []
+        for p in prompts:
+            ids = self.tokenizer(p, return_tensors="pt").input_ids
+            with torch.no_grad():
+                g = self.model.generate(ids, max_new_tokens=config.max_tokens, do_sample=False,
+                                        pad_token_id=self.tokenizer.eos_token_id)
+            new = g[0, ids.shape[1]:].tolist()
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            finish = "length" if len(new) >= config.max_tokens else "stop"
+            out.append([Completion(text, new, None, finish)] * config.n)
+        return out
+
+
+def test_tiny_random_model_end_to_end(pool, tiny_model_dir):
+    from aimo3_recipe.models import load_model, load_tokenizer
+
+    tok, model = load_tokenizer(str(tiny_model_dir)), load_model(str(tiny_model_dir))
+    try:
+        from aimo3_recipe.inference.hf_engine import HFEngine
+
+        engine = HFEngine(model, tok)
+    except ImportError:
+        engine = _MinimalHFEngine(model, tok)
+    results = run_tir(engine, ["Compute 2+2.", "Solve x^2=4."],
+                      SamplingConfig(n=2, max_tokens=24, temperature=0.0),
+                      TIRConfig(max_new_tokens=24), pool=pool)
+    assert [len(g) for g in results] == [2, 2]
+    for r in (r for g in results for r in g):
+        assert 0 < r.num_model_tokens <= 24 and r.finish_reason in ("length", "stop")
+        assert "".join(t for t, _ in r.segments) == r.text
+        assert len(r.token_ids) == r.num_model_tokens
