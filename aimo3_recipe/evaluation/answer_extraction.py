@@ -39,13 +39,13 @@ __all__ = [
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
 
 
-def _last_box(text: str) -> tuple[bool, str | None]:
-    """(a box was found, content of the LAST box or None when that box is unclosed/empty)."""
-    last: tuple[bool, str | None] = (False, None)
+def _boxes(text: str) -> list[tuple[int, int, str | None]]:
+    """(start, end, content or None if unclosed/empty) of every box, in order."""
+    out: list[tuple[int, int, str | None]] = []
     for m in _BOX_START.finditer(text):
         if m.group(1) is None:  # `\boxed 5`
             tail = re.match(r"\s*([^\s$]+)", text[m.end():])
-            last = (True, tail.group(1) if tail else None)
+            out.append((m.start(), m.end() + (tail.end() if tail else 0), tail.group(1) if tail else None))
             continue
         depth, i = 1, m.end()
         while i < len(text) and depth:
@@ -56,8 +56,33 @@ def _last_box(text: str) -> tuple[bool, str | None]:
             depth += (c == "{") - (c == "}")
             i += 1
         content = text[m.end(): i - 1].strip() if depth == 0 else None
-        last = (True, content or None)
-    return last
+        out.append((m.start(), i, content or None))
+    return out
+
+
+# what may stand between boxes that together form one answer: `\boxed{1}, \boxed{2}`,
+# `\boxed{1} and \boxed{2}`, `\boxed{x=1} \quad \text{and} \quad \boxed{y=2}`
+_JOIN_GAP = re.compile(r"(?:\s|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;: ]|,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\}|~)*")
+
+
+def _last_box(text: str) -> tuple[bool, str | None]:
+    """(a box was found, the final answer in the last box(es), None when the last box is
+    unclosed or empty). Boxes separated only by commas/"and" are one answer: `1, 2`."""
+    boxes = _boxes(text)
+    if not boxes:
+        return False, None
+    start, _, content = boxes[-1]
+    if content is None:
+        return True, None
+    parts = [content]
+    for prev_start, prev_end, prev in reversed(boxes[:-1]):
+        gap = text[prev_end:start]
+        if prev is None or "\n\n" in gap or not _JOIN_GAP.fullmatch(gap):
+            break
+        if prev != parts[-1]:  # a repeated box is one answer
+            parts.append(prev)
+        start = prev_start
+    return True, ", ".join(reversed(parts))
 
 
 _ANSWER_PHRASE = re.compile(
@@ -65,7 +90,8 @@ _ANSWER_PHRASE = re.compile(
     re.I,
 )
 _GSM = re.compile(r"####\s*([^\n]+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?(?:\s*/\s*\d+)?")
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+_NUMBER = re.compile(r"(?<![A-Za-z\d.])-?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?![A-Za-z\d])")
 
 
 def _after_phrase(rest: str) -> str | None:
@@ -95,14 +121,27 @@ def extract_answer(completion: str) -> str | None:
     phrases = list(_ANSWER_PHRASE.finditer(tail))
     if phrases:
         ans = _after_phrase(tail[phrases[-1].end():])
+        if ans and re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}\s+[a-zA-Z]{2,}", ans):
+            # "The final answer is: the largest $n$ is 34" -> look inside the sentence
+            ans = _math_or_number(ans) or ans
         if ans:
             return ans
     gsm = _GSM.findall(tail)
     if gsm:
         return gsm[-1].strip().rstrip(".") or None
-    nums = _NUMBER.findall(tail)
+    return _math_or_number(tail)
+
+
+def _math_or_number(tail: str) -> str | None:
+    """The last inline maths span, or the last number if one comes after it."""
+    nums = list(_NUMBER.finditer(tail))
+    maths = list(_MATH_SPAN.finditer(tail))
+    if maths and not (nums and nums[-1].start() >= maths[-1].end()):
+        span = next(g for g in maths[-1].groups() if g is not None).strip()
+        if span:
+            return span
     if nums:
-        return nums[-1].replace(" ", "").rstrip(",")
+        return nums[-1].group().replace(" ", "").rstrip(",")
     return None
 
 
@@ -128,7 +167,10 @@ def modulus_from_problem(problem: str) -> int | None:
 
 
 def _aimo_equal(predicted: str, reference: str, problem: str | None) -> bool:
-    num = parse_number(clean_latex(predicted))
+    pred = clean_latex(predicted)
+    if re.fullmatch(r"[A-Za-z](?:_\{?\w+\}?)?\s*=\s*[^=]+", pred):  # x = 42
+        pred = pred.split("=", 1)[1].strip()
+    num = parse_number(pred)
     ref = parse_number(clean_latex(reference))
     if num is None or ref is None or num.value.denominator != 1 or ref.value.denominator != 1:
         return False

@@ -18,7 +18,7 @@ MAX_ANSWER_CHARS = 2000  # longer "answers" are compared as strings only
 
 # ---------------------------------------------------------------- LaTeX cleaning
 
-_TEXT_CMDS = r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|textsf|mathsf|operatorname|emph|hbox)"
+_TEXT_CMDS = r"\\(?:textnormal|text|textbf|textit|textrm|mathrm|mathbf|mathit|mbox|textsf|mathsf|operatorname|emph|hbox)"
 _UNIT_WORDS = (
     r"(?:square\s+|sq\.?\s+|cubic\s+)?(?:units?|unit\s+squared|cm|centimeters?|centimetres?|mm|km|"
     r"meters?|metres?|m|inches?|inch|in\.|feet|foot|ft|yards?|yd|miles?|mi|mph|kg|grams?|g|"
@@ -28,7 +28,7 @@ _UNIT_WORDS = (
     r"sq\s*units?|square\s+(?:units?|feet|inches|meters|centimeters|cm|m|ft|in|miles|yards))"
 )
 _UNIT_TAIL = re.compile(r"(?<=[\d}\)a-z])\s*(?:\^\{?\s*[23]\s*\}?)?\s*(?:" + _UNIT_WORDS + r")(?:\s*\^\{?\s*[23]\s*\}?)?\s*\.?$", re.I)
-_SPACE_CMDS = re.compile(r"\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\textstyle|\\limits|~")
+_SPACE_CMDS = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\textstyle|\\limits|~")
 
 
 def strip_outer_math(s: str) -> str:
@@ -81,7 +81,13 @@ def clean_latex(s: str) -> str:
     s = s.replace("\u2212", "-").replace("\u00b7", "\\cdot ").replace("\u00d7", "\\times ")
     s = s.replace("\u221a", "\\sqrt").replace("\u03c0", "\\pi ").replace("\u221e", "\\infty ")
     s = s.replace("\u2264", "\\le ").replace("\u2265", "\\ge ")
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    if "\\begin" not in s:  # `\\frac` (an escaping artefact) is `\frac`; in matrices `\\` is a row break
+        s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)
+    s = s.rstrip("\\").strip()
+    s = re.sub(r"\\[dtc]frac", r"\\frac", s)
+    s = re.sub(r"\\lt(?![a-zA-Z])", "<", s)
+    s = re.sub(r"\\gt(?![a-zA-Z])", ">", s)
+    s = re.sub(r",\\!\s*(?=\d{3}(?!\d))", ",", s)  # 11,\! 111 (thousands)
     s = s.replace("\\left", "").replace("\\right", "").replace("\\bigl", "").replace("\\bigr", "")
     s = re.sub(r"\\[Bb]igg?[lr]?(?![a-zA-Z])", "", s)
     s = s.replace("{,}", ",")
@@ -100,9 +106,14 @@ def clean_latex(s: str) -> str:
     s = _unwrap_cmd(s, _TEXT_CMDS)
     s = re.sub(r"\\mathbb\s*\{\s*R\s*\}", "\\\\mathbb{R}", s)
     s = _fix_frac_shorthand(s)
+    s = re.sub(r"(?<=\d)\s*(?:percentage|percent|pct)\b", "\\\\%", s)
     s = re.sub(r"\s+", " ", s).strip()
     s = _UNIT_TAIL.sub("", s).strip() if re.search(r"\d", s) else s
     s = strip_outer_math(s)
+    # a number followed by words only: `17 apples`, `17 any text` (NeMo-Skills convention)
+    m = re.fullmatch(r"(-?[\d.,]*\d(?:\\%)?)\s+([a-zA-Z][a-zA-Z .'-]*)", s)
+    if m and not re.search(r"\b(?:and|or)\b", m.group(2)):
+        s = m.group(1)
     # thousands separators in a lone number: 12,345 / 1,234,567.5 (not "1, 2")
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
         s = s.replace(",", "")

@@ -63,7 +63,7 @@ def _rounds_to(exact: sympy.Expr, decimals: int, written: sympy.Expr) -> bool:
 def expr_equal(a: Basic, b: Basic, a_dec: int | None = None, b_dec: int | None = None) -> bool:
     """Equality of two parsed expressions. `a_dec`/`b_dec`: decimal places when that side was a
     decimal literal (a rounded value): it then matches the other side rounded to that many places."""
-    if a == b:
+    if a == b and not a.has(sympy.zoo, sympy.nan):
         return True
     if isinstance(a, sympy.MatrixBase) or isinstance(b, sympy.MatrixBase):
         if not (isinstance(a, sympy.MatrixBase) and isinstance(b, sympy.MatrixBase)):
@@ -78,9 +78,11 @@ def expr_equal(a: Basic, b: Basic, a_dec: int | None = None, b_dec: int | None =
             return False
         if _close(va, vb):
             return True
-        if b_dec is not None and a_dec is None:
+        # same rules as normalize/verifier.numbers_equal: a rounded reference needs >= 2
+        # places, a rounded prediction of an exact value >= 3 places
+        if b_dec is not None and b_dec >= 2 and a_dec is None:
             return _rounds_to(va, b_dec, vb)
-        if a_dec is not None and b_dec is None:
+        if a_dec is not None and a_dec >= 3 and b_dec is None:
             return _rounds_to(vb, a_dec, va)
         return False
     if a.free_symbols != b.free_symbols:

@@ -134,6 +134,18 @@ def _outer_bracket(s: str) -> tuple[str, str] | None:
 
 
 _SIMPLE_VAR = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-z]\)")
+_NAME_CMDS = re.compile(r"\\(?:frac|overline|angle|triangle|mathrm|mathbf|vec|hat|bar|left|right|operatorname|"
+                        r"alpha|beta|gamma|theta|phi|varphi|omega|sigma|lambda|mu|tau|rho|delta|epsilon|"
+                        r"varepsilon|eta|zeta|xi|psi|chi|kappa|nu|Delta|Omega|Phi|Gamma|Theta|Sigma)(?![a-zA-Z])")
+
+
+def _is_name(lhs: str) -> bool:
+    """Whether the left side of `lhs = value` only names the answer: `x`, `(p,q)`, `AB`, `f(x)`,
+    `|AB|`, `V_1:V_2`, `\\frac{NO}{BO}` (no operators, no numbers outside subscripts)."""
+    t = re.sub(r"_\{[^{}]*\}|_\w|\^\{?\\?prime\}?|'", "", lhs)
+    t = _NAME_CMDS.sub("", t)
+    return bool(re.fullmatch(r"[A-Za-z(),:|{}\s]+", t)) and bool(re.search(r"[A-Za-z]", t)) \
+        and not re.search(r"\b(?:and|or)\b", t)
 _REL_OPS = ("\\le ", "\\ge ", "\\ne ", "\\le", "\\ge", "\\ne", "<", ">", "=")
 _MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
 
@@ -142,11 +154,17 @@ def parse_structure(s: str) -> Node:
     """Tree of a cleaned answer string."""
     s = s.strip()
     s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)
+    s = re.sub(r"\)\s*or\s*\(", "),(", s)
+    inner = s[1:-1].strip()
+    if (s[:1], s[-1:]) in (("(", ")"), ("[", "]"), ("{", "}")) and _MATRIX.fullmatch(inner):
+        s = inner  # [\begin{array}...\end{array}] is the matrix itself
+    elif s[:1] == "{" and s[-1:] == "}" and _outer_braces(s):
+        return parse_structure(inner)  # plain braces only group: {1,3} is 1,3
     m = _MATRIX.fullmatch(s)
     if m:
         rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
         cells = tuple(Node("seq", "()", tuple(Node("atom", c.strip()) for c in r.split("&"))) for r in rows)
-        return Node("matrix", "", cells)
+        return Node("matrix", s, cells)
     parts = _split_top(s, (",", ";", " and ", " or "))
     if len(parts) > 1:
         if all(parts):
@@ -162,12 +180,32 @@ def parse_structure(s: str) -> Node:
     br = _outer_bracket(s)
     if br:
         items = _split_top(s[1:-1], (",",))
+        if len(items) == 1 and br == ("(", ")"):
+            items = _split_top(s[1:-1], (";",))  # (0;-2;6)
         if len(items) > 1 and all(items):
             return Node("seq", br[0] + br[1], tuple(parse_structure(p) for p in items))
     rel = _split_relation(s)
     if rel is not None:
         return rel
+    ratio = _split_top(s, (":",))
+    if len(ratio) > 1 and all(ratio):
+        return Node("seq", "::", tuple(Node("atom", p) for p in ratio))
+    if s.count("\\pm") == 1 and "\\mp" not in s:  # 1 \pm \sqrt2 -> {1 + \sqrt2, 1 - \sqrt2}
+        a, b = s.split("\\pm")
+        if a.strip() and b.strip():
+            return Node("list", "", (Node("atom", f"{a}+{b}"), Node("atom", f"{a}-{b}")))
+        if not a.strip():
+            return Node("list", "", (Node("atom", b), Node("atom", f"-{b}")))
     return Node("atom", s)
+
+
+def _outer_braces(s: str) -> bool:
+    depth = 0
+    for i, c in enumerate(s):
+        depth += (c == "{") - (c == "}")
+        if depth == 0 and i != len(s) - 1:
+            return False
+    return depth == 0
 
 
 def _split_relation(s: str) -> Node | None:
@@ -216,9 +254,12 @@ def _as_interval(n: Node) -> Node:
         return n
     lhs, rhs = n.items[0].text, n.items[1].text
     op = n.text
+    flip = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le"}
+    if lhs.startswith("-") and _SIMPLE_VAR.fullmatch(lhs[1:].strip()):  # -x > -1  ->  x < 1
+        lhs, rhs, op = lhs[1:].strip(), f"-({rhs})", flip[op]
     if not _SIMPLE_VAR.fullmatch(lhs) and _SIMPLE_VAR.fullmatch(rhs):
         lhs, rhs = rhs, lhs
-        op = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le"}[op]
+        op = flip[op]
     elif not _SIMPLE_VAR.fullmatch(lhs):
         return n
     inf = Node("atom", "\\infty")
@@ -233,10 +274,13 @@ def _as_interval(n: Node) -> Node:
     return Node("seq", "[)", (val, inf))
 
 
-def _drop_lhs(n: Node) -> Node:
-    """`x = 3` -> `3` when the left side is a plain variable name."""
-    if n.kind == "rel" and n.text == "=" and _SIMPLE_VAR.fullmatch(n.items[0].text):
-        return n.items[1] if n.items[1].kind != "atom" else parse_structure(n.items[1].text)
+def _drop_lhs(n: Node, computed: bool = False) -> Node:
+    """`x = 3` -> `3` when the left side only names the answer (`_is_name`). With `computed`
+    (the prediction side) also `2+3 = 5` -> `5`: a worked computation ending in a number."""
+    if n.kind == "rel" and n.text == "=":
+        lhs, rhs = n.items[0].text, n.items[1].text
+        if _is_name(lhs) or (computed and parse_number(rhs) is not None):
+            return parse_structure(rhs)
     return n
 
 
@@ -255,9 +299,13 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
     """Predicted node vs reference node."""
     p, r = _as_interval(p), _as_interval(r)
     if p.kind == "rel" and r.kind != "rel":
-        p = _drop_lhs(p)
+        p = _as_interval(_drop_lhs(p, computed=True))
     if r.kind == "rel" and p.kind != "rel":
-        r = _drop_lhs(r)
+        r = _as_interval(_drop_lhs(r))
+    if p.kind == "matrix" and r.kind == "atom" or r.kind == "matrix" and p.kind == "atom":
+        # matrix arithmetic on one side: let sympy evaluate both
+        reply = _sympy({"op": "eq", "a": p.text, "b": r.text}, ctx)
+        return bool(reply.get("eq"))
     p, r = _strip_list_lhs(p), _strip_list_lhs(r)
     if p.kind == "set" and len(p.items) == 1 and r.kind == "atom":
         p = p.items[0]
@@ -269,6 +317,8 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
         return _relations_equal(p, r, ctx)
     if p.kind == "seq" and r.kind == "seq":
         return p.text == r.text and _ordered(p.items, r.items, ctx)
+    if p.kind == "list" and len(p.items) == 1:
+        return nodes_equal(p.items[0], r, ctx)
     if {p.kind, r.kind} == {"seq", "list"}:
         seq = p if p.kind == "seq" else r
         return seq.text == "()" and _ordered(p.items, r.items, ctx)
@@ -298,15 +348,15 @@ def _ordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
 
 
 def _unordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
-    if len(a) != len(b):
-        return False
-    left = list(b)
+    """Set equality (a repeated element does not matter): every element has a partner."""
+    matched_b: set[int] = set()
     for x in a:
-        for j, y in enumerate(left):
-            if nodes_equal(x, y, ctx):
-                del left[j]
-                break
-        else:
+        hits = [j for j, y in enumerate(b) if nodes_equal(x, y, ctx)]
+        if not hits:
+            return False
+        matched_b.update(hits[:1])
+    for j, y in enumerate(b):
+        if j not in matched_b and not any(nodes_equal(x, y, ctx) for x in a):
             return False
     return True
 

@@ -1,0 +1,109 @@
+"""Our grader vs math-verify on the same labelled cases, in one run.
+
+    python bench/bench_verifier.py [--cases tests/data/grader_cases.jsonl] [--show-errors]
+
+Cases (tests/data/grader_cases.jsonl) come from the public graders' own tests (Math-Verify,
+NeMo-Skills math_equal, Hendrycks MATH is_equiv, tinker-cookbook grade_answer) plus our
+per-type and AIMO cases; `expected` is our verdict (equal to the source's except where a note
+says why). A "completion" case gives each grader the raw text to extract from; an "answer"
+case gives math-verify `$...$`-wrapped strings (its best input) and us the bare answer.
+Prints accuracy, false positives (wrong answer accepted), false negatives, cases/s and the
+speed ratio. Both sides single-process; math-verify with its default (signal) timeouts, ours
+with its worker processes started before timing (a one-off ~1 s cost, reported separately).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def load_cases(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def ours_grade(case: dict) -> bool:
+    from aimo3_recipe.evaluation.answer_extraction import extract_answer, verify_answer
+
+    pred = extract_answer(case["pred"]) if case["mode"] == "completion" else case["pred"]
+    ref = extract_answer(case["ref"]) if case["ref_mode"] == "completion" else case["ref"]
+    if ref is None:
+        return False
+    return verify_answer(pred, ref, aimo=case["aimo"], problem=case["problem"])
+
+
+def _wrap(s: str) -> str:
+    return s if ("$" in s or "\\(" in s or "\\[" in s or "\\boxed" in s) else f"${s}$"
+
+
+def mathverify_grade(case: dict) -> bool:
+    from math_verify import parse, verify
+
+    pred = case["pred"] if case["mode"] == "completion" else _wrap(case["pred"])
+    ref = case["ref"] if case["ref_mode"] == "completion" else _wrap(case["ref"])
+    try:
+        return bool(verify(parse(ref), parse(pred)))
+    except Exception:
+        return False
+
+
+def score(name: str, fn, cases: list[dict]) -> dict:
+    t0 = time.perf_counter()
+    verdicts = [fn(c) for c in cases]
+    dt = time.perf_counter() - t0
+    fp = [c for c, v in zip(cases, verdicts) if v and not c["expected"]]
+    fn_ = [c for c, v in zip(cases, verdicts) if not v and c["expected"]]
+    n = len(cases)
+    return {"name": name, "n": n, "accuracy": 1 - (len(fp) + len(fn_)) / n, "fp": fp, "fn": fn_,
+            "seconds": dt, "cases_per_s": n / dt, "verdicts": verdicts}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--cases", default=str(REPO / "tests" / "data" / "grader_cases.jsonl"))
+    ap.add_argument("--show-errors", action="store_true", help="list every FP/FN of both graders")
+    args = ap.parse_args()
+    logging.getLogger("math_verify").setLevel(logging.CRITICAL)
+    cases = load_cases(Path(args.cases))
+
+    from aimo3_recipe.evaluation.answer_extraction import verifier_stats, warm_up
+
+    t0 = time.perf_counter()
+    warm_up(1)
+    startup = time.perf_counter() - t0
+    import math_verify  # noqa: F401  (import cost outside the timing, as for ours)
+
+    results = [score("ours", ours_grade, cases), score("math-verify", mathverify_grade, cases)]
+    print(f"{len(cases)} cases from {args.cases}")
+    print(f"{'grader':<12} {'accuracy':>8} {'FP':>4} {'FN':>4} {'seconds':>8} {'cases/s':>9}")
+    for r in results:
+        print(f"{r['name']:<12} {r['accuracy']:>8.3f} {len(r['fp']):>4} {len(r['fn']):>4} "
+              f"{r['seconds']:>8.2f} {r['cases_per_s']:>9.1f}")
+    ratio = results[0]["cases_per_s"] / results[1]["cases_per_s"]
+    print(f"speed ratio (ours / math-verify): {ratio:.1f}x   (our worker start-up, once: {startup:.2f} s)")
+    print(f"our verifier stats: {verifier_stats()}")
+    by_source: dict[str, list[int]] = {}
+    for c, a, b in zip(cases, results[0]["verdicts"], results[1]["verdicts"]):
+        src = c["source"].split("/")[0]
+        row = by_source.setdefault(src, [0, 0, 0])
+        row[0] += 1
+        row[1] += a == c["expected"]
+        row[2] += b == c["expected"]
+    print(f"{'source':<16} {'n':>4} {'ours':>6} {'math-verify':>11}")
+    for src, (n, a, b) in sorted(by_source.items()):
+        print(f"{src:<16} {n:>4} {a / n:>6.3f} {b / n:>11.3f}")
+    if args.show_errors:
+        for r in results:
+            for kind in ("fp", "fn"):
+                for c in r[kind]:
+                    print(f"[{r['name']} {kind.upper()}] #{c['id']} {c['source']} pred={c['pred'][:120]!r} "
+                          f"ref={c['ref'][:80]!r} {c['note']}")
+
+
+if __name__ == "__main__":
+    main()
