@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from aimo3_recipe.data.datasets import (DATASETS, MathRecord, load_math_dataset,
-                                        load_math_dataset_with_report, row_to_record)
+from aimo3_recipe.data.datasets import (
+    DATASETS,
+    MathRecord,
+    load_math_dataset,
+    load_math_dataset_with_report,
+    row_to_record,
+)
 from aimo3_recipe.exceptions import DatasetError
 from aimo3_recipe.utils.math_utils import last_boxed
 

@@ -5,10 +5,20 @@ from __future__ import annotations
 import pytest
 
 from aimo3_recipe.data.datasets import load_math_dataset
-from aimo3_recipe.data.preprocessing import (ContaminationIndex, decontaminate, dedup_exact,
-                                             dedup_near, extract_answer, load_benchmark_problems,
-                                             ngrams, normalize_answer, normalize_text,
-                                             preprocess, problem_key, tokens)
+from aimo3_recipe.data.preprocessing import (
+    ContaminationIndex,
+    decontaminate,
+    dedup_exact,
+    dedup_near,
+    extract_answer,
+    load_benchmark_problems,
+    ngrams,
+    normalize_answer,
+    normalize_text,
+    preprocess,
+    problem_key,
+    tokens,
+)
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.data.synthetic import generate_synthetic
 
@@ -72,8 +82,8 @@ def test_near_dedup_catches_one_word_changes_only():
 
 
 def test_contamination_requires_the_same_numbers():
-    bench = ["Convert the point $(0,3)$ in rectangular coordinates to polar coordinates. "
-             "Enter your answer in the form $(r,\\theta),$ where $r > 0$."]
+    bench = [("Convert the point $(0,3)$ in rectangular coordinates to polar coordinates. "
+             "Enter your answer in the form $(r,\\theta),$ where $r > 0$.")]
     index = ContaminationIndex()
     index.add("math500", bench)
     assert index.match("Please convert the point $(0, 3)$ in rectangular coordinates to polar "

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from aimo3_recipe.data.renderers import (IGNORE_INDEX, build_messages, encode_prompt,
-                                         render_example, render_prompt, split_tir_spans)
+from aimo3_recipe.data.renderers import (
+    IGNORE_INDEX,
+    build_messages,
+    encode_prompt,
+    render_example,
+    render_prompt,
+    split_tir_spans,
+)
 from aimo3_recipe.exceptions import ConfigError
 
 TIR_SOLUTION = (

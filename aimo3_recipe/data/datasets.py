@@ -21,9 +21,10 @@ import logging
 import os
 import re
 from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 from aimo3_recipe.data.preprocessing import extract_answer, normalize_answer
 from aimo3_recipe.data.records import MathRecord

@@ -21,9 +21,9 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.utils.math_utils import last_boxed

@@ -25,7 +25,7 @@ class MathRecord:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, row: dict[str, Any]) -> "MathRecord":
+    def from_dict(cls, row: dict[str, Any]) -> MathRecord:
         return cls(problem=row["problem"], solution=row.get("solution", ""),
                    answer=row["answer"], source=row.get("source", ""),
                    metadata=dict(row.get("metadata") or {}))

@@ -17,9 +17,9 @@ from __future__ import annotations
 import math
 import random
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Callable
 
 from aimo3_recipe.data.records import MathRecord
 
@@ -194,8 +194,8 @@ def _fractions(rng: random.Random, d: int) -> _Item:
         lcd = math.lcm(x.denominator, y.denominator)
         xn, yn = x.numerator * lcd // x.denominator, y.numerator * lcd // y.denominator
         raw = xn + yn if op == "+" else xn - yn
-        steps = [f"The least common denominator of {x.denominator} and {y.denominator} "
-                 f"is {lcd}.",
+        steps = [(f"The least common denominator of {x.denominator} and {y.denominator} "
+                 f"is {lcd}."),
                  f"${xt} = {_ftex(xn, lcd)}$ and ${yt} = {_ftex(yn, lcd)}$.",
                  f"${_ftex(xn, lcd)} {op} {_ftex(yn, lcd)} = {_ftex(raw, lcd)}$."]
         if math.gcd(raw, lcd) != 1:
@@ -208,17 +208,17 @@ def _fractions(rng: random.Random, d: int) -> _Item:
         phr.append(f"What is the {word} ${xt} {op} {yt}$?")
     elif op == "*":
         num, den = x.numerator * y.numerator, x.denominator * y.denominator
-        steps = [f"Multiply numerators and denominators: ${xt} \\times {yt} = "
-                 f"{_ftex(num, den)}$."]
+        steps = [(f"Multiply numerators and denominators: ${xt} \\times {yt} = "
+                 f"{_ftex(num, den)}$.")]
         if math.gcd(num, den) != 1:
             steps.append(f"In lowest terms this is ${ans_tex}$.")
         phr = [f"Compute ${xt} \\times {yt}$.", f"What is ${xt}$ of ${yt}$?",
                f"Multiply ${xt}$ by ${yt}$.", f"Find the product of {x} and {y}."]
     else:
-        steps = [f"Dividing by ${yt}$ is multiplying by "
-                 f"${_ftex(y.denominator, y.numerator)}$.",
-                 f"${xt} \\times {_ftex(y.denominator, y.numerator)} = "
-                 f"{_ftex(x.numerator * y.denominator, x.denominator * y.numerator)}$.",
+        steps = [(f"Dividing by ${yt}$ is multiplying by "
+                 f"${_ftex(y.denominator, y.numerator)}$."),
+                 (f"${xt} \\times {_ftex(y.denominator, y.numerator)} = "
+                 f"{_ftex(x.numerator * y.denominator, x.denominator * y.numerator)}$."),
                  f"In lowest terms this is ${ans_tex}$."]
         phr = [f"Compute ${xt} \\div {yt}$.", f"Divide ${xt}$ by ${yt}$.",
                f"What is {x} divided by {y}?"]
@@ -309,17 +309,17 @@ def _modular(rng: random.Random, d: int) -> _Item:
             for i in range(1, k + 1):
                 p = p * a % m
                 steps.append(f"${a}^{{{i}}} \\equiv {p} \\pmod{{{m}}}$.")
-            steps = ["Multiply step by step, reducing modulo {} each time.".format(m)] + steps
+            steps = [f"Multiply step by step, reducing modulo {m} each time."] + steps
         else:
             order, p = 1, a % m
             while p != 1:
                 p, order = p * a % m, order + 1
             e = k % order
-            steps = [f"Since {m} is prime and does not divide {a}, the powers of {a} "
-                     f"repeat modulo {m}.",
+            steps = [(f"Since {m} is prime and does not divide {a}, the powers of {a} "
+                     f"repeat modulo {m}."),
                      f"The smallest $n$ with ${a}^n \\equiv 1 \\pmod{{{m}}}$ is $n = {order}$.",
-                     f"${k} = {order} \\times {k // order} + {e}$, so "
-                     f"${a}^{{{k}}} \\equiv {a}^{{{e}}} \\equiv {ans} \\pmod{{{m}}}$."]
+                     (f"${k} = {order} \\times {k // order} + {e}$, so "
+                     f"${a}^{{{k}}} \\equiv {a}^{{{e}}} \\equiv {ans} \\pmod{{{m}}}$.")]
         code = f"print(pow({a}, {k}, {m}))"
     return _Item(problem, steps, str(ans), rng.choice(_TIR_INTROS), code, str(ans),
                  f"The remainder is {ans}.")
@@ -348,8 +348,8 @@ def _gcd_lcm(rng: random.Random, d: int) -> _Item:
         ans = math.lcm(*nums)
         problem = rng.choice([f"What is the least common multiple of {listed}?",
                               f"Find $\\operatorname{{lcm}}({args})$.",
-                              f"What is the smallest positive integer divisible by each of "
-                              f"{listed}?",
+                              (f"What is the smallest positive integer divisible by each of "
+                              f"{listed}?"),
                               f"Compute the LCM of {listed}."])
         rule = "The LCM takes each prime to its largest exponent"
     steps = [f"${n} = {_factor_tex(n)}$." for n in nums]
@@ -383,8 +383,8 @@ def _counting(rng: random.Random, d: int) -> _Item:
         ans = a * b * c
         extra = f" and {c} hats" if c > 1 else ""
         problem = rng.choice([
-            f"A student has {a} shirts and {b} pairs of pants{extra}. How many different "
-            f"outfits can the student make?",
+            (f"A student has {a} shirts and {b} pairs of pants{extra}. How many different "
+            f"outfits can the student make?"),
             f"How many outfits consist of one of {a} shirts, one of {b} pants"
             + (f" and one of {c} hats" if c > 1 else "") + "?"])
         prod = f"{a} \\times {b}" + (f" \\times {c}" if c > 1 else "")
@@ -395,32 +395,32 @@ def _counting(rng: random.Random, d: int) -> _Item:
         ans = math.perm(n, k)
         roles = ["a president", "a vice-president", "a treasurer", "a secretary"][:k]
         problem = rng.choice([
-            f"In how many ways can {', '.join(roles[:-1])} and {roles[-1]} be chosen from a "
-            f"club of {n} members, if no one holds two offices?",
-            f"How many ways can {k} distinct prizes be given to {n} students if each "
-            f"student gets at most one prize?",
-            f"In a race with {n} runners and no ties, how many ways can the first {k} places "
-            f"be filled?"])
+            (f"In how many ways can {', '.join(roles[:-1])} and {roles[-1]} be chosen from a "
+            f"club of {n} members, if no one holds two offices?"),
+            (f"How many ways can {k} distinct prizes be given to {n} students if each "
+            f"student gets at most one prize?"),
+            (f"In a race with {n} runners and no ties, how many ways can the first {k} places "
+            f"be filled?")])
         factors = " \\times ".join(str(n - i) for i in range(k))
-        steps = [f"The first choice has {n} options, the next {n - 1}, and so on: "
-                 f"${factors} = {ans}$."]
+        steps = [(f"The first choice has {n} options, the next {n - 1}, and so on: "
+                 f"${factors} = {ans}$.")]
         code = f"from math import perm\nprint(perm({n}, {k}))"
     elif d == 2:
         n, k = rng.randint(6, 30), rng.randint(2, 5)
         ans = math.comb(n, k)
         if k == 2 and rng.random() < 0.5:
-            problem = rng.choice([f"{n} people each shake hands once with everyone else. "
-                                  f"How many handshakes are there?",
-                                  f"How many line segments join pairs of {n} points, no three "
-                                  f"on a line?"])
+            problem = rng.choice([(f"{n} people each shake hands once with everyone else. "
+                                  f"How many handshakes are there?"),
+                                  (f"How many line segments join pairs of {n} points, no three "
+                                  f"on a line?")])
         else:
             problem = rng.choice([f"How many ways are there to choose {k} books from {n}?",
-                                  f"In how many ways can a committee of {k} be chosen from "
-                                  f"{n} people?", f"Compute $\\binom{{{n}}}{{{k}}}$.",
-                                  f"How many {k}-element subsets does a set with {n} elements "
-                                  f"have?"])
-        steps = [f"Order does not matter, so the count is $\\binom{{{n}}}{{{k}}} = "
-                 f"\\frac{{{n}!}}{{{k}!\\,{n - k}!}} = {ans}$."]
+                                  (f"In how many ways can a committee of {k} be chosen from "
+                                  f"{n} people?"), f"Compute $\\binom{{{n}}}{{{k}}}$.",
+                                  (f"How many {k}-element subsets does a set with {n} elements "
+                                  f"have?")])
+        steps = [(f"Order does not matter, so the count is $\\binom{{{n}}}{{{k}}} = "
+                 f"\\frac{{{n}!}}{{{k}!\\,{n - k}!}} = {ans}$.")]
         code = f"from math import comb\nprint(comb({n}, {k}))"
     elif choice == 0:
         word = rng.choice(_WORDS)
@@ -429,10 +429,10 @@ def _counting(rng: random.Random, d: int) -> _Item:
         for c in counts.values():
             ans //= math.factorial(c)
         reps = [f"{ch} {c} times" for ch, c in sorted(counts.items()) if c > 1]
-        problem = rng.choice([f"How many distinct arrangements of the letters of {word} are "
-                              f"there?",
-                              f"In how many different ways can the letters of the word {word} "
-                              f"be arranged?"])
+        problem = rng.choice([(f"How many distinct arrangements of the letters of {word} are "
+                              f"there?"),
+                              (f"In how many different ways can the letters of the word {word} "
+                              f"be arranged?")])
         denom = " \\cdot ".join(f"{c}!" for c in counts.values() if c > 1)
         steps = [f"{word} has {len(word)} letters, with " + ", ".join(reps) + ".",
                  f"The count is $\\frac{{{len(word)}!}}{{{denom}}} = {ans}$."]
@@ -445,14 +445,14 @@ def _counting(rng: random.Random, d: int) -> _Item:
         j = rng.randint(1, min(k - 1, women))
         ans = math.comb(women, j) * math.comb(men, k - j)
         problem = rng.choice([
-            f"A committee of {k} is chosen from {men} men and {women} women. In how many ways "
-            f"can it have exactly {j} women?",
-            f"From {women} girls and {men} boys, how many teams of {k} contain exactly {j} "
-            f"girls?"])
-        steps = [f"Choose the {j} from the {women}: $\\binom{{{women}}}{{{j}}} = "
-                 f"{math.comb(women, j)}$.",
-                 f"Choose the other {k - j} from the {men}: $\\binom{{{men}}}{{{k - j}}} = "
-                 f"{math.comb(men, k - j)}$.",
+            (f"A committee of {k} is chosen from {men} men and {women} women. In how many ways "
+            f"can it have exactly {j} women?"),
+            (f"From {women} girls and {men} boys, how many teams of {k} contain exactly {j} "
+            f"girls?")])
+        steps = [(f"Choose the {j} from the {women}: $\\binom{{{women}}}{{{j}}} = "
+                 f"{math.comb(women, j)}$."),
+                 (f"Choose the other {k - j} from the {men}: $\\binom{{{men}}}{{{k - j}}} = "
+                 f"{math.comb(men, k - j)}$."),
                  f"Multiply: ${math.comb(women, j)} \\times {math.comb(men, k - j)} = {ans}$."]
         code = f"from math import comb\nprint(comb({women}, {j}) * comb({men}, {k - j}))"
     return _Item(problem, steps, str(ans), "Let me count it in Python.", code, str(ans),
@@ -478,12 +478,12 @@ def _word_problem(rng: random.Random, d: int) -> _Item:
         paid = (cost // 10 + 1 + rng.randint(0, 3)) * 10
         ans = paid - cost
         problem = rng.choice([
-            f"{name} buys {n} {item} at ${price} each and pays with ${paid}. How much change "
-            f"does {pron} get, in dollars?",
-            f"{item.capitalize()} cost ${price} each. {name} buys {n} of them and hands the "
-            f"cashier ${paid}. How many dollars of change should {pron} receive?",
-            f"How much change, in dollars, does {name} get from ${paid} after buying {n} "
-            f"{item} that cost ${price} apiece?"])
+            (f"{name} buys {n} {item} at ${price} each and pays with ${paid}. How much change "
+            f"does {pron} get, in dollars?"),
+            (f"{item.capitalize()} cost ${price} each. {name} buys {n} of them and hands the "
+            f"cashier ${paid}. How many dollars of change should {pron} receive?"),
+            (f"How much change, in dollars, does {name} get from ${paid} after buying {n} "
+            f"{item} that cost ${price} apiece?")])
         steps = [f"The {item} cost ${n} \\times {price} = {cost}$ dollars.",
                  f"The change is ${paid} - {cost} = {ans}$ dollars."]
         code = (f"items = {n}\nprice = {price}\npaid = {paid}\n"
@@ -494,19 +494,19 @@ def _word_problem(rng: random.Random, d: int) -> _Item:
         vehicle = rng.choice(["car", "train", "bus", "cyclist"])
         if d == 1:
             ans = s * t
-            problem = rng.choice([f"A {vehicle} travels at {s} km per hour for {t} hours. How "
-                                  f"many kilometres does it cover?",
-                                  f"How far, in km, does a {vehicle} going {s} km/h travel in "
-                                  f"{t} hours?"])
+            problem = rng.choice([(f"A {vehicle} travels at {s} km per hour for {t} hours. How "
+                                  f"many kilometres does it cover?"),
+                                  (f"How far, in km, does a {vehicle} going {s} km/h travel in "
+                                  f"{t} hours?")])
             steps = [f"Distance is speed times time: ${s} \\times {t} = {ans}$ km."]
             code = f"speed = {s}\nhours = {t}\nprint(speed * hours)"
         else:
             ans = s * t + s2 * t2
             problem = rng.choice([
-                f"A {vehicle} travels at {s} km/h for {t} hours, then at {s2} km/h for {t2} "
-                f"hours. How many kilometres does it travel in total?",
-                f"For {t} hours a {vehicle} goes {s} km per hour; after that it goes {s2} km "
-                f"per hour for {t2} hours. What total distance, in km, does it cover?"])
+                (f"A {vehicle} travels at {s} km/h for {t} hours, then at {s2} km/h for {t2} "
+                f"hours. How many kilometres does it travel in total?"),
+                (f"For {t} hours a {vehicle} goes {s} km per hour; after that it goes {s2} km "
+                f"per hour for {t2} hours. What total distance, in km, does it cover?")])
             steps = [f"First part: ${s} \\times {t} = {s * t}$ km.",
                      f"Second part: ${s2} \\times {t2} = {s2 * t2}$ km.",
                      f"Total: ${s * t} + {s2 * t2} = {ans}$ km."]
@@ -522,10 +522,10 @@ def _word_problem(rng: random.Random, d: int) -> _Item:
             if keep else ""
         rest = "the rest" if keep else "them"
         problem = rng.choice([
-            f"{name} has {total} {item}. {pron.capitalize()}{keep_txt} shares {rest} equally "
-            f"among {k} friends. How many {item} does each friend get?",
-            f"{total} {item} belong to {name}, who{keep_txt} splits {rest} evenly between "
-            f"{k} friends. How many does each friend receive?"])
+            (f"{name} has {total} {item}. {pron.capitalize()}{keep_txt} shares {rest} equally "
+            f"among {k} friends. How many {item} does each friend get?"),
+            (f"{total} {item} belong to {name}, who{keep_txt} splits {rest} evenly between "
+            f"{k} friends. How many does each friend receive?")])
         steps = ([f"After keeping {keep}, ${total} - {keep} = {total - keep}$ remain."]
                  if keep else [])
         steps.append(f"Each friend gets ${total - keep} \\div {k} = {ans}$.")
@@ -535,10 +535,10 @@ def _word_problem(rng: random.Random, d: int) -> _Item:
         lay = max(lay, use + 2)
         ans = (lay - use) * price
         problem = rng.choice([
-            f"{name}'s hens lay {lay} eggs a day. {pron.capitalize()} uses {use} of them and "
-            f"sells the rest for ${price} each. How many dollars does {pron} make each day?",
-            f"Every day a farm collects {lay} eggs, keeps {use}, and sells the others at "
-            f"${price} per egg. What is the farm's daily income from eggs, in dollars?"])
+            (f"{name}'s hens lay {lay} eggs a day. {pron.capitalize()} uses {use} of them and "
+            f"sells the rest for ${price} each. How many dollars does {pron} make each day?"),
+            (f"Every day a farm collects {lay} eggs, keeps {use}, and sells the others at "
+            f"${price} per egg. What is the farm's daily income from eggs, in dollars?")])
         steps = [f"Eggs sold: ${lay} - {use} = {lay - use}$.",
                  f"Income: ${lay - use} \\times {price} = {ans}$ dollars."]
         code = f"laid = {lay}\nused = {use}\nprice = {price}\nprint((laid - used) * price)"
@@ -546,10 +546,10 @@ def _word_problem(rng: random.Random, d: int) -> _Item:
         age, times, later = rng.randint(3, 8 + scale), rng.randint(2, 4), rng.randint(2, 5 * scale)
         ans = age * times + later
         problem = rng.choice([
-            f"{name} is {age} years old. {name2} is {times} times as old as {name}. How old "
-            f"will {name2} be in {later} years?",
-            f"{name2}'s age is {times} times {name}'s age, and {name} is {age}. What will "
-            f"{name2}'s age be {later} years from now?"])
+            (f"{name} is {age} years old. {name2} is {times} times as old as {name}. How old "
+            f"will {name2} be in {later} years?"),
+            (f"{name2}'s age is {times} times {name}'s age, and {name} is {age}. What will "
+            f"{name2}'s age be {later} years from now?")])
         steps = [f"{name2} is now ${times} \\times {age} = {age * times}$ years old.",
                  f"In {later} years: ${age * times} + {later} = {ans}$."]
         code = f"age = {age}\nnow = {times} * age\nprint(now + {later})"
