@@ -126,8 +126,10 @@ def _signal_name(code: int) -> str:
 
 
 def _death_message(code: int, cfg: SandboxConfig) -> str:
-    if code == 128 + signal.SIGXCPU or code == 128 + signal.SIGKILL:
+    if code == 128 + signal.SIGXCPU:
         return f"CPU time limit exceeded ({cfg.cpu_s:g} s per cell)"
+    if code == 128 + signal.SIGKILL:
+        return "the Python process was killed (SIGKILL: it killed itself, or hit a hard limit)"
     if code == 128 + signal.SIGSEGV:
         return "the Python process crashed (segmentation fault)"
     if code > 128:

@@ -211,7 +211,7 @@ def _short_traceback(exc: BaseException) -> str:
     return "\n".join(lines)
 
 
-def _run_cell(code: str, env: dict) -> tuple[str | None, object]:
+def _run_cell(code: str, env: dict) -> object:
     """exec the cell; the value of a last bare expression is returned for printing."""
     import linecache
 
@@ -222,8 +222,8 @@ def _run_cell(code: str, env: dict) -> tuple[str | None, object]:
         last = ast.Expression(tree.body.pop().value)
     exec(compile(tree, CELL_FILE, "exec"), env)  # noqa: S102 - running it is the point
     if last is not None:
-        return None, eval(compile(last, CELL_FILE, "eval"), env)
-    return None, None
+        return eval(compile(last, CELL_FILE, "eval"), env)  # noqa: S307
+    return None
 
 
 def _live_children() -> int:
@@ -289,34 +289,36 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
         ru = resource.getrusage(resource.RUSAGE_SELF)
         soft = min(hard_cpu, int(ru.ru_utime + ru.ru_stime + cfg["cpu_s"]) + 1)
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard_cpu))
-        ok, error, value = True, None, None
+        ok, error, tb = True, None, ""
         try:
-            _, value = _run_cell(req["code"], env)
+            value = _run_cell(req["code"], env)
             if value is not None:
                 print(repr(value))
         except SystemExit as e:  # sys.exit() ends the cell, not the session
             if e.code not in (None, 0):
                 ok, error = False, f"SystemExit: {e.code}"
-                print(error)
+                tb = error
         except BaseException as e:  # noqa: BLE001 - the model's code may raise anything
             ok = False
             tb = _short_traceback(e)
-            error = tb.splitlines()[-1] if tb else type(e).__name__
-            print(tb)
+            error = (tb.splitlines()[-1] if tb else type(e).__name__)[:500]
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
-        out = writer.getvalue()
-        dropped = writer.dropped
+        limit = cfg["max_output_chars"]
+        out, dropped = writer.getvalue(), writer.dropped
         size = os.lseek(fd_out, 0, os.SEEK_END)
-        if size:
-            room = max(0, cfg["max_output_chars"] - len(out))
+        if size:  # C-level output (subprocesses, os.write) after Python's own
+            room = max(0, limit - len(out))
             os.lseek(fd_out, 0, os.SEEK_SET)
-            raw = os.read(fd_out, min(size, room * 4))
-            text = raw.decode("utf-8", "replace")[:room]
+            text = os.read(fd_out, min(size, room * 4)).decode("utf-8", "replace")[:room]
             out += text
             dropped += max(0, size - len(text.encode()))
             os.ftruncate(fd_out, 0)
             os.lseek(fd_out, 0, os.SEEK_SET)
+        if tb:  # the error last, kept even when the output filled the limit: models need it
+            if len(tb) > limit:
+                tb = "[...]" + tb[-limit:]
+            out = (out + "\n" if out and not out.endswith("\n") else out) + tb + "\n"
         leftovers = []
         if any(t is not threading.main_thread() and t.is_alive() for t in threading.enumerate()):
             leftovers.append("a thread")

@@ -1,0 +1,213 @@
+"""Hostile cells, one property per test. After each: the host (this pytest process) and the
+pool's template survive, no process is left behind, and a fresh session works."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+
+import pytest
+
+from aimo3_recipe.utils.code_execution import SandboxConfig, SandboxPool
+
+SECRETS = {"TINKER_API_KEY": "tk-" + uuid.uuid4().hex, "WANDB_API_KEY": "wb-" + uuid.uuid4().hex,
+           "HF_TOKEN": "hf_" + uuid.uuid4().hex}
+
+
+@pytest.fixture(scope="module")
+def pool():
+    saved = {k: os.environ.get(k) for k in SECRETS}
+    os.environ.update(SECRETS)  # the host has secrets; the sandbox must not see them
+    cfg = SandboxConfig(timeout_s=2.0, cpu_s=5.0, memory_mb=1024, max_output_chars=1000)
+    try:
+        with SandboxPool(size=2, config=cfg) as p:
+            yield p
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _descendants(root: int) -> list[int]:
+    parent = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    parent[int(name)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                pass
+    found, frontier = [], [root]
+    while frontier:
+        kids = [p for p, pp in parent.items() if pp in frontier]
+        found += kids
+        frontier = kids
+    return found
+
+
+def _assert_survived(pool) -> None:
+    assert pool._proc.poll() is None, "the template process died"
+    deadline = time.monotonic() + 5
+    while _descendants(pool._proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _descendants(pool._proc.pid) == [], "processes were left behind"
+    with pool.session() as s:
+        assert s.run("1 + 1").output == "2\n"
+
+
+def _attack(pool, code: str):
+    with pool.session() as s:
+        r = s.run(code)
+    _assert_survived(pool)
+    return r
+
+
+def test_write_outside_temp_dir(pool, tmp_path):
+    os.chmod(tmp_path, 0o777)
+    targets = [tmp_path / "owned.txt", "/tmp/aimo3-attack-" + uuid.uuid4().hex,
+               os.path.join(os.path.dirname(__file__), "owned.py")]
+    code = "\n".join(f"try:\n    open({str(t)!r}, 'w').write('x')\n    print('WROTE')\n"
+                     f"except OSError as e:\n    print(type(e).__name__)" for t in targets)
+    r = _attack(pool, code)
+    assert "WROTE" not in r.output and r.output.count("PermissionError") == 3
+    assert not any(os.path.exists(t) for t in targets)
+
+
+def test_read_files_outside(pool, tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("s3cret")
+    os.chmod(tmp_path, 0o755)
+    os.chmod(secret, 0o644)
+    code = "\n".join(f"try:\n    print(open({p!r}).read()[:50])\nexcept OSError as e:\n"
+                     f"    print(type(e).__name__)"
+                     for p in (str(secret), os.path.abspath(__file__), "/etc/hostname"))
+    r = _attack(pool, code)
+    assert "s3cret" not in r.output and r.output.count("PermissionError") == 3
+
+
+def test_secrets_in_environment_are_invisible(pool):
+    host = os.getpid()
+    code = ("import os\nprint(sorted(os.environ))\n"
+            f"try:\n    print(open('/proc/{host}/environ').read())\n"
+            "except OSError as e:\n    print(type(e).__name__)")
+    r = _attack(pool, code)
+    assert not any(v in r.output for v in SECRETS.values())
+    assert not any(k in r.output for k in SECRETS)
+    assert "PermissionError" in r.output
+
+
+def test_no_network(pool):
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    server.settimeout(0.5)
+    port = server.getsockname()[1]
+    code = ("import socket\nfor addr in [('127.0.0.1', %d), ('1.1.1.1', 80)]:\n"
+            "    try:\n        socket.create_connection(addr, timeout=1)\n        print('CONNECTED')\n"
+            "    except OSError as e:\n        print(type(e).__name__)\n"
+            "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
+            "try:\n    s.sendto(b'x', ('8.8.8.8', 53))\n    print('SENT')\n"
+            "except OSError as e:\n    print(type(e).__name__)" % port)
+    r = _attack(pool, code)
+    assert "CONNECTED" not in r.output and "SENT" not in r.output
+    with pytest.raises(socket.timeout):
+        server.accept()
+    server.close()
+
+
+def test_fork_bomb(pool):
+    r = _attack(pool, "import os\nwhile True:\n    os.fork()")
+    assert not r.ok and (r.restarted or r.timed_out)
+
+
+def test_memory_bomb(pool):
+    with pool.session() as s:
+        r = s.run("blocks = []\nwhile True:\n    blocks.append(np.empty(2**24))")  # 128 MB each
+        assert not r.ok and "MemoryError" in r.error and not r.timed_out
+        assert s.run("del blocks\nx = 5\nx").output == "5\n"  # the session itself survives
+    _assert_survived(pool)
+
+
+def test_infinite_loop(pool):
+    r = _attack(pool, "while True:\n    pass")
+    assert r.timed_out and r.restarted and 1.9 < r.duration_s < 6
+
+
+def test_busy_loop_in_a_background_thread(pool):
+    with pool.session() as s:
+        s.run("state = 1")
+        r = s.run("import threading\nthreading.Thread(target=lambda: [0 for _ in iter(int, 1)],"
+                  " daemon=True).start()\nprint('started')")
+        assert r.output.startswith("started") and r.restarted and "thread" in r.output
+        assert s.run("'state' in globals()").output == "False\n"  # it restarted clean
+    _assert_survived(pool)
+
+
+def test_kill_the_parent(pool):
+    if not pool.features["namespaces"]:
+        pytest.skip("no pid namespace here: os.kill(-1) would reach the host user's processes")
+    template = pool._proc.pid
+    code = ("import os, signal\n"
+            f"for pid in (os.getppid(), {os.getpid()}, {template}):\n"
+            "    try:\n        os.kill(pid, signal.SIGKILL)\n"
+            "    except OSError as e:\n        print(type(e).__name__)\n"
+            "if os.getpid() < 100:  # only inside our own pid namespace\n"
+            "    os.kill(-1, signal.SIGKILL)\n")
+    _attack(pool, code)  # we are still here to run this line
+
+
+def test_signal_handlers_cannot_dodge_the_timeout(pool):
+    code = ("import signal\nfor sig in (signal.SIGTERM, signal.SIGINT, signal.SIGALRM,"
+            " signal.SIGXCPU, signal.SIGHUP):\n    signal.signal(sig, signal.SIG_IGN)\n"
+            "while True:\n    pass")
+    r = _attack(pool, code)
+    assert r.timed_out and r.duration_s < 6
+
+
+def test_sys_exit_ends_only_the_cell(pool):
+    with pool.session() as s:
+        s.run("kept = 7")
+        r = s.run("import sys\nsys.exit(3)")
+        assert not r.ok and r.error == "SystemExit: 3" and not r.restarted
+        assert s.run("kept").output == "7\n"
+    _assert_survived(pool)
+
+
+def test_os_exit_restarts_the_session(pool):
+    r = _attack(pool, "import os\nos._exit(0)")
+    assert not r.ok and r.restarted and "exited" in r.error
+
+
+def test_huge_output(pool):
+    r = _attack(pool, "print('x' * 10**8)")
+    assert len(r.output) < 2000 and "more characters" in r.output
+    r = _attack(pool, "import os\nfor _ in range(100):\n    os.write(1, b'y' * 10**6)")
+    assert len(r.output) < 2000 and r.output.startswith("y" * 100)  # then "File too large"
+
+
+def test_segfault_via_ctypes(pool):
+    r = _attack(pool, "import ctypes\nctypes.string_at(0)")
+    assert not r.ok and r.restarted and "segmentation fault" in r.error
+
+
+def test_leftover_child_processes(pool):
+    tag = str(1000 + uuid.uuid4().int % 1000) + ".5"
+    code = (f"import os, subprocess, time\nsubprocess.Popen(['sleep', '{tag}'])\n"
+            "if os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
+            f"        os.execvp('sleep', ['sleep', '{tag}'])\n    os._exit(0)\n"
+            "time.sleep(0.2)")
+    with pool.session() as s:
+        r = s.run(code)
+        assert r.restarted and "child process" in r.output
+    _assert_survived(pool)
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/cmdline", "rb") as f:
+                    assert tag.encode() not in f.read(), "a sleep escaped the sandbox"
+            except OSError:
+                pass
