@@ -8,7 +8,7 @@ prompts in, `n` completions per prompt out, each with its token ids and per-toke
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass
@@ -46,3 +46,20 @@ class Engine(Protocol):
     tokenizer: object
 
     def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]: ...
+
+
+def make_engine(model: Any, use_vllm: bool = False, *, tokenizer: Any = None,
+                device: str | None = None, dtype: str | None = None, seed: int = 0,
+                batch_size: int = 32, **vllm_kwargs: Any) -> Engine:
+    """The engine for a model: vLLM when `use_vllm` (raises MissingDependencyError with the
+    install line when it is absent), else transformers `generate` on `device`.
+    `model` is anything `models.resolve_model_path` takes, or (HF only) a loaded model."""
+    if use_vllm:
+        from aimo3_recipe.inference.vllm_engine import VLLMEngine
+
+        if vllm_kwargs.get("dtype") is None and dtype not in (None, "auto"):
+            vllm_kwargs["dtype"] = dtype
+        return VLLMEngine(model, seed=seed, **vllm_kwargs)
+    from aimo3_recipe.inference.hf_engine import HFEngine
+
+    return HFEngine(model, tokenizer, device=device, dtype=dtype, batch_size=batch_size)
