@@ -110,6 +110,11 @@ def clean_latex(s: str) -> str:
     s = re.sub(r"\s+", " ", s).strip()
     s = _UNIT_TAIL.sub("", s).strip() if re.search(r"\d", s) else s
     s = strip_outer_math(s)
+    # `x \approx 11` -> 11;  `\frac{\sqrt3}{3} \approx 0.577` -> the exact value
+    if "\\approx" in s:
+        head, _, tail = s.partition("\\approx")
+        head = head.strip()
+        s = tail.strip() if re.fullmatch(r"[a-zA-Z](?:_\{?\w+\}?)?|", head) else head.split("=")[-1].strip() or head
     # a number followed by words only: `17 apples`, `17 any text` (NeMo-Skills convention)
     m = re.fullmatch(r"(-?[\d.,]*\d(?:\\%)?)\s+([a-zA-Z][a-zA-Z .'-]*)", s)
     if m and not re.search(r"\b(?:and|or)\b", m.group(2)):

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from fractions import Fraction
 
+from aimo3_recipe.evaluation.fast_eval import fast_equal, fast_relation_equal
 from aimo3_recipe.evaluation.normalize import (
     MAX_ANSWER_CHARS,
     Number,
@@ -364,11 +365,20 @@ def _unordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
 def _relations_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
     flip = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le", "=": "=", "\\ne": "\\ne"}
     (pl, pr), (rl, rr) = p.items, r.items
-    if p.text == r.text and atoms_equal(pl.text, rl.text, ctx) and atoms_equal(pr.text, rr.text, ctx):
+
+    def same(a: Node, b: Node) -> bool:
+        return nodes_equal(parse_structure(a.text), parse_structure(b.text), ctx)
+
+    if p.text == r.text and compact(pl.text) == compact(rl.text):
+        return same(pr, rr)  # same left side (F_n = ...): the right sides decide
+    if p.text == r.text and same(pl, rl) and same(pr, rr):
         return True
-    if flip[p.text] == r.text and atoms_equal(pl.text, rr.text, ctx) and atoms_equal(pr.text, rl.text, ctx):
+    if flip[p.text] == r.text and same(pl, rr) and same(pr, rl):
         return True
     if p.text == r.text == "=":  # same equation rearranged: y = 2x+1 vs 2x - y + 1 = 0
+        fast = fast_relation_equal((pl.text, pr.text), (rl.text, rr.text))
+        if fast is not None:
+            return fast
         reply = _sympy({"op": "rel", "a": [pl.text, pr.text], "b": [rl.text, rr.text]}, ctx)
         return bool(reply.get("eq"))
     return False
@@ -398,6 +408,30 @@ def _is_text(s: str) -> bool:
 
 def _text_key(s: str) -> str:
     return re.sub(r"[^a-z0-9]", "", s.lower())
+
+
+def _inf_key(s: str) -> str | None:
+    t = compact(s).replace("+\\infty", "\\infty")
+    return t if t in ("\\infty", "-\\infty") else None
+
+
+def _base_literal(s: str) -> tuple[int, int] | None:
+    m = re.fullmatch(r"([0-9A-Za-z]+)_\{?(\d+)\}?", compact(s))
+    if not m:
+        return None
+    try:
+        base = int(m.group(2))
+        return (int(m.group(1), base), base) if 2 <= base <= 36 else None
+    except ValueError:
+        return None
+
+
+_SUM = re.compile(r"\\sum_\{?([a-zA-Z])=([^{}]+?)\}?\^\{([^{}]+)\}(.+)")
+
+
+def _sum_parts(s: str) -> tuple[str, str, str, str] | None:
+    m = _SUM.fullmatch(compact(s))
+    return (m.group(1), m.group(2), m.group(3), m.group(4)) if m else None
 
 
 def too_complex(s: str) -> bool:
@@ -446,6 +480,18 @@ def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
         return numbers_equal(np_, nr)
     if _is_text(p) or _is_text(r):
         return _text_key(p) == _text_key(r) and bool(_text_key(p))
+    if "\\infty" in p or "\\infty" in r:  # only -inf, inf (written either way) equal themselves
+        return _inf_key(p) == _inf_key(r) and _inf_key(p) is not None
+    bp, br = _base_literal(p), _base_literal(r)
+    if bp is not None or br is not None:  # 204_5: compare values when both are base-b numerals
+        return bp is not None and bp == br
+    sums = _sum_parts(p), _sum_parts(r)
+    if sums[0] and sums[1]:  # same index, same bounds, equal summands
+        (i1, lo1, hi1, body1), (i2, lo2, hi2, body2) = sums
+        if i1 != i2:
+            return False
+        return (atoms_equal(lo1, lo2, ctx) and atoms_equal(hi1, hi2, ctx)
+                and atoms_equal(body1, body2, ctx))
     if too_complex(p) or too_complex(r):
         STATS.add("refused")
         return False
@@ -454,6 +500,9 @@ def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
     # a bare variable vs a number (or two different bare variables) cannot be equal
     if (np_ is not None and re.fullmatch(r"[a-zA-Z]", r)) or (nr is not None and re.fullmatch(r"[a-zA-Z]", p)):
         return False
+    fast = fast_equal(p, r, p_dec, r_dec)
+    if fast is not None:
+        return fast
     reply = _sympy({"op": "eq", "a": p, "b": r, "a_dec": p_dec, "b_dec": r_dec}, ctx)
     return bool(reply.get("eq"))
 

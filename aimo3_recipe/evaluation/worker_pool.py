@@ -117,6 +117,20 @@ class WorkerPool:
                 self._all.remove(w)
             self.restarts += 1
         w.kill()
+        # start the replacement now, in the background, so the next call does not wait for it
+        threading.Thread(target=self._spare, daemon=True).start()
+
+    def _spare(self) -> None:
+        try:
+            w = _Worker()
+        except Exception:
+            return
+        with self._lock:
+            if os.getpid() == self.pid and len(self._idle) < self.max_idle:
+                self._all.append(w)
+                self._idle.append(w)
+                return
+        w.kill()
 
     def call(self, req: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a request; raise WorkerTimeout (worker killed) when no reply within `timeout` s."""
