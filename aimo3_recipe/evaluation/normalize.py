@@ -90,6 +90,7 @@ def clean_latex(s: str) -> str:
     s = re.sub(r",\\!\s*(?=\d{3}(?!\d))", ",", s)  # 11,\! 111 (thousands)
     s = s.replace("\\left", "").replace("\\right", "").replace("\\bigl", "").replace("\\bigr", "")
     s = re.sub(r"\\[Bb]igg?[lr]?(?![a-zA-Z])", "", s)
+    s = re.sub(r"(?<=\d)\{,\}(?=\d{3}(?!\d))", "", s)  # 12{,}345 is always a thousands separator
     s = s.replace("{,}", ",")
     s = re.sub(r"(?<=\d)\\[,! ](?=\d{3}(?!\d))", "", s)  # 12\,345 / 12\!345
     s = _SPACE_CMDS.sub(" ", s)

@@ -1,0 +1,154 @@
+"""Answer extraction, the public verifier API, AIMO mode and one check per answer type.
+
+The per-type cases live in tests/data/grader_cases.jsonl (source "own"), with the public
+graders' own test cases; test_verifier_cases.py scores the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from aimo3_recipe.evaluation.answer_extraction import (
+    GradeResult,
+    answer_key,
+    extract_answer,
+    grade,
+    modulus_from_problem,
+    verifier_stats,
+    verify_answer,
+    verify_batch,
+)
+
+CASES = [json.loads(x) for x in (Path(__file__).parent / "data" / "grader_cases.jsonl").read_text().splitlines()]
+
+
+# ---------------------------------------------------------------- extraction
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("so \\boxed{3}", "3"),
+    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+    ("\\boxed{\\sqrt{\\frac{3}{4}}}", "\\sqrt{\\frac{3}{4}}"),
+    ("\\fbox{12}", "12"),
+    ("\\boxed 7", "7"),
+    ("\\boxed{1} then \\boxed{2}", "2"),
+    ("<think>maybe \\boxed{1}</think> so \\boxed{2}", "2"),  # later box wins across <think>
+    ("\\boxed{5} and later \\boxed{3", None),  # an unclosed final box is no answer
+    ("\\boxed{}", None),
+    ("\\boxed{1}, \\boxed{2}", "1, 2"),  # boxes that together form one answer
+    ("\\boxed{5}\n\\boxed{5}", "5"),  # a repeated box is one answer
+    ("\\boxed{1} no no no no no \\boxed{2}", "2"),
+    ("The answer is $\\frac12$.", "\\frac12"),
+    ("**Answer:** 42", "42"),
+    ("Final Answer: The largest $n$ is 34.", "34"),
+    ("Reasoning.\n#### 1,234", "1,234"),
+    ("We get 3 apples and 4 pears, 7 in total.", "7"),
+    ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5"),
+    ("AZYUK2A", None),  # digits inside a word are not a number
+    ("no numbers here", None),
+    ("", None),
+])
+def test_extract_answer(text, expected):
+    assert extract_answer(text) == expected
+
+
+def test_grade_result_fields():
+    r = grade("Thinking... \\boxed{\\dfrac{1}{2}}", "0.5")
+    assert r == GradeResult(extracted="\\dfrac{1}{2}", correct=True, boxed=True, timed_out=False)
+    r = grade("I think it is 7", "7")
+    assert (r.correct, r.boxed) == (True, False)
+    r = grade("\\boxed{7", "7")  # truncated completion
+    assert (r.extracted, r.correct, r.boxed) == (None, False, False)
+
+
+# ---------------------------------------------------------------- API contract
+
+
+def test_verify_answer_none_and_garbage_never_raise():
+    assert verify_answer(None, "3") is False
+    assert verify_answer("", "3") is False
+    assert verify_answer("\\frac{", "3") is False
+    assert verify_answer("}}}{{{", "}}}{{{") is True  # equal strings are equal
+
+
+def test_verify_batch_matches_single_calls_and_checks_lengths():
+    preds = ["1/2", None, "x=3", "(1,2)"]
+    refs = ["0.5", "1", "3", "(2,1)"]
+    assert verify_batch(preds, refs) == [True, False, True, False]
+    with pytest.raises(ValueError, match="2 predictions but 1 references"):
+        verify_batch(["1", "2"], ["1"])
+
+
+def test_answer_key_groups_equivalent_answers_without_sympy():
+    before = verifier_stats()["sympy_calls"]
+    assert answer_key("\\frac{1}{2}") == answer_key("0.5") == answer_key("$\\dfrac12$") == "1/2"
+    assert answer_key("x = 12{,}345") == answer_key("12345") == "12345"
+    assert answer_key("\\{2, 1\\}") == answer_key("\\{1,2\\}")
+    assert answer_key("(1,2)") != answer_key("(2,1)")
+    assert answer_key("3") != answer_key("4")
+    assert answer_key(None) is None and answer_key("  ") is None
+    assert verifier_stats()["sympy_calls"] == before
+
+
+def test_equal_answer_keys_imply_verified_equal():
+    answers = ["0.5", "\\frac12", "50\\%", "x=3", "3", "3.0", "\\{1,2\\}", "2, 1", "(1,2)", "[1,2]",
+               "\\sqrt{12}", "2\\sqrt3", "A", "(A)", "\\text{yes}"]
+    for a in answers:
+        for b in answers:
+            if answer_key(a) == answer_key(b):
+                assert verify_answer(a, b), (a, b)
+
+
+# ---------------------------------------------------------------- AIMO mode
+
+
+@pytest.mark.parametrize("problem, m", [
+    ("Find the remainder when $2^{100}$ is divided by $1000$.", 1000),
+    ("What is the remainder when N is divided by 7?", 7),
+    ("Compute $S \\pmod{11}$.", 11),
+    ("Give your answer modulo $10^{5}$.", 100000),
+    ("Find $a$ mod 99991.", 99991),
+    ("How many primes are below 100?", None),
+])
+def test_modulus_from_problem(problem, m):
+    assert modulus_from_problem(problem) == m
+
+
+def test_aimo_mode():
+    p = "Find the remainder when $N$ is divided by $1000$."
+    assert verify_answer("100042", "42", aimo=True, problem=p)
+    assert verify_answer("-958", "42", aimo=True, problem=p)
+    assert not verify_answer("100042", "42", aimo=True)  # outside 0..99999, no modulus asked
+    assert not verify_answer("42.5", "42", aimo=True)
+    assert not verify_answer("-42", "42", aimo=True)
+    assert verify_answer("042", "42", aimo=True) and verify_answer("x = 42", "42", aimo=True)
+
+
+# ---------------------------------------------------------------- one test per answer type
+
+OWN_TYPES = sorted({c["type"] for c in CASES if c["source"] == "own"})
+
+
+@pytest.mark.parametrize("answer_type", OWN_TYPES)
+def test_answer_type(answer_type):
+    """Every hand-written case of this answer type gets our expected verdict."""
+    wrong = []
+    for c in CASES:
+        if c["source"] != "own" or c["type"] != answer_type:
+            continue
+        pred = extract_answer(c["pred"]) if c["mode"] == "completion" else c["pred"]
+        got = verify_answer(pred, c["ref"], aimo=c["aimo"], problem=c["problem"])
+        if got != c["expected"]:
+            wrong.append((c["id"], c["pred"], c["ref"], c["expected"], c["note"]))
+    assert not wrong, wrong
+
+
+def test_every_answer_type_has_cases():
+    expected_types = {"integer", "fraction_decimal", "mixed_number", "radical", "pi_trig", "percent",
+                      "degrees", "units_text", "currency", "scientific", "assignment", "symbolic",
+                      "equation", "interval_inequality", "set_tuple", "matrix", "choice", "text",
+                      "aimo", "extraction", "adversarial"}
+    assert expected_types <= set(OWN_TYPES)

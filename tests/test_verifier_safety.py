@@ -1,0 +1,119 @@
+"""The verifier never hangs and never raises: hard time limit, adversarial inputs, and safe use
+from threads, asyncio tasks and worker processes (where signal.alarm timeouts break)."""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing as mp
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from aimo3_recipe.evaluation import verifier
+from aimo3_recipe.evaluation.answer_extraction import grade, verifier_stats, verify_answer, warm_up
+from aimo3_recipe.evaluation.worker_pool import WorkerTimeout, get_pool
+
+# needs the sympy worker: our mpmath fast path leaves x^{2/3} vs cbrt(x)^2 to sympy
+SYMPY_PAIR = ("\\frac{1}{3x^{2/3}}", "\\frac{1}{3\\sqrt[3]{x}^2}")
+MIXED = [("0.5", "\\frac12", True), ("2\\sqrt3", "\\sqrt{12}", True), ("(1,2)", "(2,1)", False),
+         ("x^2+2x+1", "(x+1)^2", True), ("\\{1,2\\}", "\\{2,1\\}", True), ("7", "8", False)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _warm():
+    warm_up(1)
+
+
+@pytest.mark.parametrize("pred, ref", [
+    ("10^{10^{10}}", "10^{10^{10}}+1"),
+    ("1000!", "1001!"),
+    ("9^{9^{9^{9}}}", "1"),
+    ("2^{1000000}", "2^{1000001}"),
+    ("(" * 300 + "x" + ")" * 300, "y"),
+    ("\\frac{" * 500, "1"),
+    ("1+" * 20000 + "1", "20001"),
+    ("\\sqrt{" * 100 + "2" + "}" * 100, "1"),
+    ("x" * 100000, "y"),
+])
+def test_adversarial_inputs_end_fast_as_not_equal(pred, ref):
+    t0 = time.monotonic()
+    assert verify_answer(pred, ref, timeout=1.0) is False
+    assert time.monotonic() - t0 < 3.0  # limit + slack for a loaded 2-core CI machine
+
+
+def test_hard_timeout_kills_the_worker_and_is_counted_not_raised():
+    pool = get_pool()
+    t0 = time.monotonic()
+    with pytest.raises(WorkerTimeout):
+        pool.call({"op": "sleep", "seconds": 30}, timeout=0.3)
+    assert time.monotonic() - t0 < 2.0
+    verifier._CACHE.clear()  # an earlier test may have cached this pair's verdict
+    before = verifier_stats()["timeouts"]
+    ok, timed_out = verifier.compare(*SYMPY_PAIR, timeout=0.001)
+    assert (ok, timed_out) == (False, True)
+    assert verifier_stats()["timeouts"] == before + 1
+    r = grade("\\boxed{" + SYMPY_PAIR[0] + "}", SYMPY_PAIR[1], timeout=0.001)
+    assert r.timed_out and not r.correct
+    assert verify_answer("0.5", "\\frac12")  # still works after the kill
+
+
+def test_worker_crash_is_survived():
+    pool = get_pool()
+    pool.warm(1)
+    for w in list(pool._idle):
+        os.kill(w.proc.pid, 9)
+    verifier._CACHE.clear()
+    assert verify_answer(*SYMPY_PAIR, timeout=20) in (True, False)  # needs a (new) worker; no exception
+    assert verify_answer("2\\sqrt3", "\\sqrt{12}")
+
+
+def test_threads_agree_with_sequential():
+    jobs = MIXED * 8 + [(*SYMPY_PAIR, None)] * 2
+    with ThreadPoolExecutor(8) as ex:
+        got = list(ex.map(lambda j: verify_answer(j[0], j[1], timeout=10), jobs))
+    for (p, r, want), g in zip(jobs, got):
+        if want is not None:
+            assert g is want, (p, r)
+
+
+def test_asyncio_tasks():
+    async def main():
+        direct = [verify_answer(p, r) for p, r, _ in MIXED]  # blocking call inside a task
+        threaded = await asyncio.gather(*(asyncio.to_thread(verify_answer, p, r) for p, r, _ in MIXED))
+        return direct, threaded
+
+    direct, threaded = asyncio.run(main())
+    assert direct == threaded == [w for _, _, w in MIXED]
+
+
+def _in_child(use_sympy: bool) -> list[bool]:
+    out = [verify_answer(p, r) for p, r, _ in MIXED]
+    if use_sympy:  # the child starts its own sympy worker
+        out.append(verify_answer(*SYMPY_PAIR, timeout=20) in (True, False))
+    return out
+
+
+@pytest.mark.parametrize("method", ["fork", "spawn"])
+def test_worker_processes(method):
+    if method not in mp.get_all_start_methods():
+        pytest.skip(f"{method} not available")
+    verify_answer(*SYMPY_PAIR)  # the parent has a live sympy worker before forking
+    use_sympy = method == "fork"  # spawn: fast path only, to keep the test short
+    with mp.get_context(method).Pool(2) as pool:
+        results = pool.map(_in_child, [use_sympy] * 2)
+    for r in results:
+        assert r == [w for _, _, w in MIXED] + ([True] if use_sympy else [])
+    assert verify_answer("2\\sqrt3", "\\sqrt{12}")  # the parent's pool is untouched
+
+
+def test_stats_are_thread_safe():
+    before = verifier_stats()["calls"]
+    threads = [threading.Thread(target=lambda: [verify_answer("1", "1") for _ in range(50)]) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert verifier_stats()["calls"] - before == 200
