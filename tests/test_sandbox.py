@@ -76,6 +76,13 @@ def test_timeout_restarts_the_session(pool):
     assert r2.output == "False\n" and r2.ok
 
 
+def test_cpu_limit_kills_before_the_wall_clock():
+    with SandboxPool(size=1, config=SandboxConfig(timeout_s=30, cpu_s=1), spares=0) as p:
+        r = p.run("while True:\n    pass")
+    assert not r.ok and not r.timed_out and r.restarted and "CPU time limit" in r.error
+    assert r.duration_s < 20
+
+
 def test_sessions_do_not_share_state(pool):
     with pool.session() as a, pool.session() as b:
         a.run("secret = 1")

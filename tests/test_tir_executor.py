@@ -107,8 +107,8 @@ def pool():
         yield p
 
 
-def _tir(engine, prompts, pool, n=1, max_tokens=400, **cfg):
-    sampling = SamplingConfig(n=n, max_tokens=max_tokens)
+def _tir(engine, prompts, pool, n=1, max_tokens=400, seed=None, temperature=0.0, **cfg):
+    sampling = SamplingConfig(n=n, max_tokens=max_tokens, seed=seed, temperature=temperature)
     return run_tir(engine, prompts, sampling, TIRConfig(**cfg), pool=pool)
 
 
@@ -202,15 +202,28 @@ def test_token_budget_over_all_rounds(pool):
 
 def test_batches_all_active_rollouts_in_one_call_per_round(pool):
     engine = ScriptedEngine({"A": [CODE, "```python\nprint(x)\n```\n", "a"], "B": ["b"]})
-    results = _tir(engine, ["A", "B"], pool, n=3)
+    results = _tir(engine, ["A", "B"], pool, n=3, temperature=0.7)
     assert [len(g) for g in results] == [3, 3]
-    assert [len(prompts) for prompts, _ in engine.calls] == [6, 3, 3]
-    assert all(cfg.n == 1 for _, cfg in engine.calls)
+    assert [len(prompts) for prompts, _ in engine.calls] == [2, 3, 3]  # round 0: n=3 each
+    assert [cfg.n for _, cfg in engine.calls] == [3, 1, 1]
     assert all(r.num_code_calls == 2 and r.text.endswith("a") for r in results[0])
     assert all(r.text == "b" and r.num_code_calls == 0 for r in results[1])
     # each rollout has its own session: all three printed 42, none saw another's state
     assert all(r.segments[3] == ("```output\n42\n```\n", "tool") for r in results[0])
-    assert not pool._sessions  # sessions are closed when run_tir returns
+    assert pool.open_sessions == 0  # sessions are closed when run_tir returns
+
+
+def test_seed_moves_on_each_round(pool):
+    engine = ScriptedEngine({"P": [CODE, "```python\nprint(x)\n```\n", "end"]})
+    _tir(engine, ["P"], pool, n=2, seed=11, temperature=1.0)
+    assert [cfg.seed for _, cfg in engine.calls] == [11, 12, 13]
+
+
+def test_greedy_first_round_asks_once_and_copies(pool):
+    engine = ScriptedEngine({"P": ["just \\boxed{1}"]})
+    results = _tir(engine, ["P"], pool, n=4)
+    assert [cfg.n for _, cfg in engine.calls] == [1]
+    assert [r.text for r in results[0]] == ["just \\boxed{1}"] * 4
 
 
 # ---------------------------------------------------------------- tiny real model

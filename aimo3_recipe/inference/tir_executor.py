@@ -15,7 +15,11 @@ Each rollout alternates model text and tool output in the format SFT-TIR trains 
 makes ONE `engine.generate` call with all still-active rollouts (prompt + transcript so far,
 n=1), so vLLM batches them and its prefix cache reuses what they share; then the code blocks
 of that round run in parallel, each in its rollout's own sandbox session (state carries over
-between a rollout's blocks, as in a notebook).
+between a rollout's blocks, as in a notebook). The first round asks for `sampling.n` samples
+of each prompt instead of n copies with n=1: engines that seed each request (vLLM on CUDA)
+would otherwise return n identical samples. Later rounds use seed + round index. The prompt
+of a later round is text (prompt + transcript), so the engine re-tokenises it; its tokens at
+the model/tool boundaries may differ from the sampled ones (use `token_ids` for training).
 
 Stopping: generation stops at the closing fence of a block ("```\\n") and at "```output". The
 first case runs the block if it is a ```python block (any other fence just continues). The
@@ -33,6 +37,7 @@ and a model-written ```output ends the rollout with finish_reason="max_tool_call
 
 from __future__ import annotations
 
+import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
@@ -57,6 +62,7 @@ class TIRConfig:
     max_new_tokens: int | None = None  # model tokens per rollout, all rounds (None: sampling.max_tokens)
     max_rounds: int | None = None  # generate calls per rollout (None: 2 * max_tool_calls + 4)
     max_output_chars: int = 2000  # tool output put back into the context, per block
+    early_sessions: bool = True  # fork every rollout's session up front: it warms up while the model generates
     sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=10.0))  # per-cell limits
 
     def __post_init__(self) -> None:
@@ -217,8 +223,11 @@ def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
     rollouts = [[_Rollout(prompt=p, budget=total) for _ in range(sampling.n)] for p in prompts]
     flat = [r for group in rollouts for r in group]
     try:
+        if config.early_sessions:
+            for r in flat:
+                r.session = pool.session()
         with ThreadPoolExecutor(max_workers=max(1, pool.size * 2)) as cells:
-            while True:
+            for round_idx in itertools.count():
                 active = [r for r in flat if not r.done]
                 if not active:
                     break
@@ -227,9 +236,17 @@ def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
                     + ([FENCE_STOP] if any(r.calls < config.max_tool_calls for r in active) else [])))
                 round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
                                     max_tokens=max(1, min(r.budget for r in active)))
-                outs = engine.generate([r.prompt + r.text for r in active], round_cfg)
-                for r, comps in zip(active, outs):
-                    _step(r, comps[0], stops, config.max_tool_calls, max_rounds)
+                if round_idx == 0:  # n samples of each prompt: distinct even under a fixed seed
+                    n0 = 1 if sampling.temperature <= 0 else sampling.n  # greedy: n equal copies
+                    outs = engine.generate(list(prompts), replace(round_cfg, n=n0))
+                    comps = [c for group in outs for c in (group * sampling.n)[:sampling.n]]
+                else:
+                    if sampling.seed is not None:  # reproducible, yet not round 0's stream again
+                        round_cfg.seed = sampling.seed + round_idx
+                    outs = engine.generate([r.prompt + r.text for r in active], round_cfg)
+                    comps = [group[0] for group in outs]
+                for r, comp in zip(active, comps):
+                    _step(r, comp, stops, config.max_tool_calls, max_rounds)
                 to_run = [r for r in active if r.pending_code is not None]
                 for r in to_run:
                     if r.session is None:

@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import collections
 import json
 import os
 import select
@@ -237,7 +238,8 @@ class Session:
             return
         self.closed = True
         self._kill(wait=True)
-        self.pool._sessions.discard(self)
+        with self.pool._ctl_lock:
+            self.pool._sessions.discard(self)
 
     def __enter__(self) -> Session:  # noqa: PYI034
         return self
@@ -342,9 +344,11 @@ class Session:
 
 
 class SandboxPool:
-    """A fork server plus a cap on concurrently running cells (`size`, default CPU count)."""
+    """A fork server plus a cap on concurrently running cells (`size`, default CPU count).
+    `spares` sessions (default `size`) are kept forked ahead, so `session()` rarely waits."""
 
-    def __init__(self, size: int | None = None, config: SandboxConfig | None = None):
+    def __init__(self, size: int | None = None, config: SandboxConfig | None = None,
+                 spares: int | None = None):
         if sys.platform != "linux":
             raise RuntimeError("the sandbox needs Linux (namespaces, rlimits, Landlock)")
         self.config = config or SandboxConfig()
@@ -356,6 +360,8 @@ class SandboxPool:
                                             thread_name_prefix="sandbox")
         self._ctl_lock = threading.Lock()
         self._sessions: set[Session] = set()
+        self._spares: collections.deque[Session] = collections.deque()
+        self._n_spares = self.size if spares is None else spares
         self._counter = 0
         self._dir = tempfile.mkdtemp(prefix="aimo3-sandbox-")
         os.chmod(self._dir, 0o711)
@@ -405,8 +411,24 @@ class SandboxPool:
                             [data.fileno(), status.fileno()])
 
     def session(self) -> Session:
+        """A fresh session (its process is forked ahead of time when a spare is ready)."""
+        try:
+            s = self._spares.popleft()
+        except IndexError:
+            s = self._new_session()
+        while len(self._spares) < self._n_spares:
+            self._spares.append(self._new_session())
+        return s
+
+    @property
+    def open_sessions(self) -> int:
+        """Sessions handed out by session() and not closed yet (spares not counted)."""
+        return len(self._sessions) - len(self._spares)
+
+    def _new_session(self) -> Session:
         s = Session(self)
-        self._sessions.add(s)
+        with self._ctl_lock:
+            self._sessions.add(s)
         return s
 
     def run(self, code: str) -> ExecResult:
@@ -415,6 +437,7 @@ class SandboxPool:
             return s.run(code)
 
     def close(self) -> None:
+        self._n_spares = 0
         for s in list(self._sessions):
             s.close()
         try:

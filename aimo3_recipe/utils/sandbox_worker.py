@@ -222,7 +222,7 @@ def _run_cell(code: str, env: dict) -> object:
         last = ast.Expression(tree.body.pop().value)
     exec(compile(tree, CELL_FILE, "exec"), env)  # noqa: S102 - running it is the point
     if last is not None:
-        return eval(compile(last, CELL_FILE, "eval"), env)  # noqa: S307
+        return eval(compile(last, CELL_FILE, "eval"), env)
     return None
 
 
