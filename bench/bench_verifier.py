@@ -66,6 +66,8 @@ def score(name: str, fn, cases: list[dict]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default=str(REPO / "tests" / "data" / "grader_cases.jsonl"))
+    ap.add_argument("--shared-data", default=str(REPO.parent / "shared" / "data"),
+                    help="folder with math500.jsonl (skipped when missing)")
     ap.add_argument("--show-errors", action="store_true", help="list every FP/FN of both graders")
     args = ap.parse_args()
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
@@ -97,6 +99,16 @@ def main() -> None:
     print(f"{'source':<16} {'n':>4} {'ours':>6} {'math-verify':>11}")
     for src, (n, a, b) in sorted(by_source.items()):
         print(f"{src:<16} {n:>4} {a / n:>6.3f} {b / n:>11.3f}")
+    math500 = Path(args.shared_data) / "math500.jsonl"
+    if math500.is_file():  # real positives: the reference solution's final answer vs the answer field
+        rows = [json.loads(x) for x in math500.read_text().splitlines() if x.strip()]
+        pos = [{"pred": r["solution"], "ref": r["answer"], "mode": "completion", "ref_mode": "answer",
+                "aimo": False, "problem": None, "expected": True, "id": i, "source": "math500", "note": ""}
+               for i, r in enumerate(rows)]
+        res = [score("ours", ours_grade, pos), score("math-verify", mathverify_grade, pos)]
+        print(f"MATH-500 solutions vs answer field ({len(pos)} positives): "
+              + ", ".join(f"{r['name']} {len(pos) - len(r['fn'])}/{len(pos)} in {r['seconds']:.2f} s" for r in res)
+              + f"; speed ratio {res[0]['cases_per_s'] / res[1]['cases_per_s']:.1f}x")
     if args.show_errors:
         for r in results:
             for kind in ("fp", "fn"):

@@ -109,7 +109,9 @@ def clean_latex(s: str) -> str:
     s = _fix_frac_shorthand(s)
     s = re.sub(r"(?<=\d)\s*(?:percentage|percent|pct)\b", "\\\\%", s)
     s = re.sub(r"\s+", " ", s).strip()
-    s = _UNIT_TAIL.sub("", s).strip() if re.search(r"\d", s) else s
+    unit = _UNIT_TAIL.search(s) if re.search(r"\d", s) else None
+    if unit and parse_number(s[: unit.start()].strip()) is not None:  # 5 cm -> 5, never 2x+3h -> 2x+3
+        s = s[: unit.start()].strip()
     s = strip_outer_math(s)
     # `x \approx 11` -> 11;  `\frac{\sqrt3}{3} \approx 0.577` -> the exact value
     if "\\approx" in s:

@@ -318,8 +318,8 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
         return _relations_equal(p, r, ctx)
     if p.kind == "seq" and r.kind == "seq":
         return p.text == r.text and _ordered(p.items, r.items, ctx)
-    if p.kind == "list" and len(p.items) == 1:
-        return nodes_equal(p.items[0], r, ctx)
+    if p.kind == "list" and r.kind == "atom" and len({_node_key(i) for i in p.items}) == 1:
+        return nodes_equal(p.items[0], r, ctx)  # one answer written twice: 15\frac{39}{40}, \frac{639}{40}
     if {p.kind, r.kind} == {"seq", "list"}:
         seq = p if p.kind == "seq" else r
         return seq.text == "()" and _ordered(p.items, r.items, ctx)
@@ -563,6 +563,8 @@ def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, bool]:
     if mr:
         mp = _CHOICE_PRED.fullmatch(p)
         letter = (mp.group(1) or mp.group(2)).upper() if mp else None
+        if mp and re.search(r"(?<![A-Za-z])\(?[A-E]\)?(?![A-Za-z])", p[mp.end(1) + 1:]):
+            letter = None  # "(C) or (D)": a hedge is no answer
         return letter == mr.group(1), False
     try:
         ok = nodes_equal(parse_structure(p), parse_structure(r), ctx)
