@@ -59,15 +59,26 @@ def score(name: str, fn, cases: list[dict]) -> dict:
     fp = [c for c, v in zip(cases, verdicts) if v and not c["expected"]]
     fn_ = [c for c, v in zip(cases, verdicts) if not v and c["expected"]]
     n = len(cases)
-    return {"name": name, "n": n, "accuracy": 1 - (len(fp) + len(fn_)) / n, "fp": fp, "fn": fn_,
-            "seconds": dt, "cases_per_s": n / dt, "verdicts": verdicts}
+    return {
+        "name": name,
+        "n": n,
+        "accuracy": 1 - (len(fp) + len(fn_)) / n,
+        "fp": fp,
+        "fn": fn_,
+        "seconds": dt,
+        "cases_per_s": n / dt,
+        "verdicts": verdicts,
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--cases", default=str(REPO / "tests" / "data" / "grader_cases.jsonl"))
-    ap.add_argument("--shared-data", default=str(REPO.parent / "shared" / "data"),
-                    help="folder with math500.jsonl (skipped when missing)")
+    ap.add_argument(
+        "--shared-data",
+        default=str(REPO.parent / "shared" / "data"),
+        help="folder with math500.jsonl (skipped when missing)",
+    )
     ap.add_argument("--show-errors", action="store_true", help="list every FP/FN of both graders")
     args = ap.parse_args()
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
@@ -84,10 +95,14 @@ def main() -> None:
     print(f"{len(cases)} cases from {args.cases}")
     print(f"{'grader':<12} {'accuracy':>8} {'FP':>4} {'FN':>4} {'seconds':>8} {'cases/s':>9}")
     for r in results:
-        print(f"{r['name']:<12} {r['accuracy']:>8.3f} {len(r['fp']):>4} {len(r['fn']):>4} "
-              f"{r['seconds']:>8.2f} {r['cases_per_s']:>9.1f}")
+        print(
+            f"{r['name']:<12} {r['accuracy']:>8.3f} {len(r['fp']):>4} {len(r['fn']):>4} "
+            f"{r['seconds']:>8.2f} {r['cases_per_s']:>9.1f}"
+        )
     ratio = results[0]["cases_per_s"] / results[1]["cases_per_s"]
-    print(f"speed ratio (ours / math-verify): {ratio:.1f}x   (our worker start-up, once: {startup:.2f} s)")
+    print(
+        f"speed ratio (ours / math-verify): {ratio:.1f}x   (our worker start-up, once: {startup:.2f} s)"
+    )
     print(f"our verifier stats: {verifier_stats()}")
     by_source: dict[str, list[int]] = {}
     for c, a, b in zip(cases, results[0]["verdicts"], results[1]["verdicts"]):
@@ -100,21 +115,42 @@ def main() -> None:
     for src, (n, a, b) in sorted(by_source.items()):
         print(f"{src:<16} {n:>4} {a / n:>6.3f} {b / n:>11.3f}")
     math500 = Path(args.shared_data) / "math500.jsonl"
-    if math500.is_file():  # real positives: the reference solution's final answer vs the answer field
+    if (
+        math500.is_file()
+    ):  # real positives: the reference solution's final answer vs the answer field
         rows = [json.loads(x) for x in math500.read_text().splitlines() if x.strip()]
-        pos = [{"pred": r["solution"], "ref": r["answer"], "mode": "completion", "ref_mode": "answer",
-                "aimo": False, "problem": None, "expected": True, "id": i, "source": "math500", "note": ""}
-               for i, r in enumerate(rows)]
+        pos = [
+            {
+                "pred": r["solution"],
+                "ref": r["answer"],
+                "mode": "completion",
+                "ref_mode": "answer",
+                "aimo": False,
+                "problem": None,
+                "expected": True,
+                "id": i,
+                "source": "math500",
+                "note": "",
+            }
+            for i, r in enumerate(rows)
+        ]
         res = [score("ours", ours_grade, pos), score("math-verify", mathverify_grade, pos)]
-        print(f"MATH-500 solutions vs answer field ({len(pos)} positives): "
-              + ", ".join(f"{r['name']} {len(pos) - len(r['fn'])}/{len(pos)} in {r['seconds']:.2f} s" for r in res)
-              + f"; speed ratio {res[0]['cases_per_s'] / res[1]['cases_per_s']:.1f}x")
+        print(
+            f"MATH-500 solutions vs answer field ({len(pos)} positives): "
+            + ", ".join(
+                f"{r['name']} {len(pos) - len(r['fn'])}/{len(pos)} in {r['seconds']:.2f} s"
+                for r in res
+            )
+            + f"; speed ratio {res[0]['cases_per_s'] / res[1]['cases_per_s']:.1f}x"
+        )
     if args.show_errors:
         for r in results:
             for kind in ("fp", "fn"):
                 for c in r[kind]:
-                    print(f"[{r['name']} {kind.upper()}] #{c['id']} {c['source']} pred={c['pred'][:120]!r} "
-                          f"ref={c['ref'][:80]!r} {c['note']}")
+                    print(
+                        f"[{r['name']} {kind.upper()}] #{c['id']} {c['source']} pred={c['pred'][:120]!r} "
+                        f"ref={c['ref'][:80]!r} {c['note']}"
+                    )
 
 
 if __name__ == "__main__":

@@ -22,35 +22,41 @@ from aimo3_recipe.evaluation.answer_extraction import (
     verify_batch,
 )
 
-CASES = [json.loads(x) for x in (Path(__file__).parent / "data" / "grader_cases.jsonl").read_text().splitlines()]
+CASES = [
+    json.loads(x)
+    for x in (Path(__file__).parent / "data" / "grader_cases.jsonl").read_text().splitlines()
+]
 
 
 # ---------------------------------------------------------------- extraction
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("so \\boxed{3}", "3"),
-    ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
-    ("\\boxed{\\sqrt{\\frac{3}{4}}}", "\\sqrt{\\frac{3}{4}}"),
-    ("\\fbox{12}", "12"),
-    ("\\boxed 7", "7"),
-    ("\\boxed{1} then \\boxed{2}", "2"),
-    ("<think>maybe \\boxed{1}</think> so \\boxed{2}", "2"),  # later box wins across <think>
-    ("\\boxed{5} and later \\boxed{3", None),  # an unclosed final box is no answer
-    ("\\boxed{}", None),
-    ("\\boxed{1}, \\boxed{2}", "1, 2"),  # boxes that together form one answer
-    ("\\boxed{5}\n\\boxed{5}", "5"),  # a repeated box is one answer
-    ("\\boxed{1} no no no no no \\boxed{2}", "2"),
-    ("The answer is $\\frac12$.", "\\frac12"),
-    ("**Answer:** 42", "42"),
-    ("Final Answer: The largest $n$ is 34.", "34"),
-    ("Reasoning.\n#### 1,234", "1,234"),
-    ("We get 3 apples and 4 pears, 7 in total.", "7"),
-    ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5"),
-    ("AZYUK2A", None),  # digits inside a word are not a number
-    ("no numbers here", None),
-    ("", None),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("so \\boxed{3}", "3"),
+        ("\\boxed{\\frac{1}{2}}", "\\frac{1}{2}"),
+        ("\\boxed{\\sqrt{\\frac{3}{4}}}", "\\sqrt{\\frac{3}{4}}"),
+        ("\\fbox{12}", "12"),
+        ("\\boxed 7", "7"),
+        ("\\boxed{1} then \\boxed{2}", "2"),
+        ("<think>maybe \\boxed{1}</think> so \\boxed{2}", "2"),  # later box wins across <think>
+        ("\\boxed{5} and later \\boxed{3", None),  # an unclosed final box is no answer
+        ("\\boxed{}", None),
+        ("\\boxed{1}, \\boxed{2}", "1, 2"),  # boxes that together form one answer
+        ("\\boxed{5}\n\\boxed{5}", "5"),  # a repeated box is one answer
+        ("\\boxed{1} no no no no no \\boxed{2}", "2"),
+        ("The answer is $\\frac12$.", "\\frac12"),
+        ("**Answer:** 42", "42"),
+        ("Final Answer: The largest $n$ is 34.", "34"),
+        ("Reasoning.\n#### 1,234", "1,234"),
+        ("We get 3 apples and 4 pears, 7 in total.", "7"),
+        ("Therefore $x \\geq 5$ is the solution.", "x \\geq 5"),
+        ("AZYUK2A", None),  # digits inside a word are not a number
+        ("no numbers here", None),
+        ("", None),
+    ],
+)
 def test_extract_answer(text, expected):
     assert extract_answer(text) == expected
 
@@ -94,8 +100,23 @@ def test_answer_key_groups_equivalent_answers_without_sympy():
 
 
 def test_equal_answer_keys_imply_verified_equal():
-    answers = ["0.5", "\\frac12", "50\\%", "x=3", "3", "3.0", "\\{1,2\\}", "2, 1", "(1,2)", "[1,2]",
-               "\\sqrt{12}", "2\\sqrt3", "A", "(A)", "\\text{yes}"]
+    answers = [
+        "0.5",
+        "\\frac12",
+        "50\\%",
+        "x=3",
+        "3",
+        "3.0",
+        "\\{1,2\\}",
+        "2, 1",
+        "(1,2)",
+        "[1,2]",
+        "\\sqrt{12}",
+        "2\\sqrt3",
+        "A",
+        "(A)",
+        "\\text{yes}",
+    ]
     for a in answers:
         for b in answers:
             if answer_key(a) == answer_key(b):
@@ -105,14 +126,17 @@ def test_equal_answer_keys_imply_verified_equal():
 # ---------------------------------------------------------------- AIMO mode
 
 
-@pytest.mark.parametrize("problem, m", [
-    ("Find the remainder when $2^{100}$ is divided by $1000$.", 1000),
-    ("What is the remainder when N is divided by 7?", 7),
-    ("Compute $S \\pmod{11}$.", 11),
-    ("Give your answer modulo $10^{5}$.", 100000),
-    ("Find $a$ mod 99991.", 99991),
-    ("How many primes are below 100?", None),
-])
+@pytest.mark.parametrize(
+    "problem, m",
+    [
+        ("Find the remainder when $2^{100}$ is divided by $1000$.", 1000),
+        ("What is the remainder when N is divided by 7?", 7),
+        ("Compute $S \\pmod{11}$.", 11),
+        ("Give your answer modulo $10^{5}$.", 100000),
+        ("Find $a$ mod 99991.", 99991),
+        ("How many primes are below 100?", None),
+    ],
+)
 def test_modulus_from_problem(problem, m):
     assert modulus_from_problem(problem) == m
 
@@ -147,8 +171,27 @@ def test_answer_type(answer_type):
 
 
 def test_every_answer_type_has_cases():
-    expected_types = {"integer", "fraction_decimal", "mixed_number", "radical", "pi_trig", "percent",
-                      "degrees", "units_text", "currency", "scientific", "assignment", "symbolic",
-                      "equation", "interval_inequality", "set_tuple", "matrix", "choice", "text",
-                      "aimo", "extraction", "adversarial"}
+    expected_types = {
+        "integer",
+        "fraction_decimal",
+        "mixed_number",
+        "radical",
+        "pi_trig",
+        "percent",
+        "degrees",
+        "units_text",
+        "currency",
+        "scientific",
+        "assignment",
+        "symbolic",
+        "equation",
+        "interval_inequality",
+        "set_tuple",
+        "matrix",
+        "choice",
+        "text",
+        "aimo",
+        "extraction",
+        "adversarial",
+    }
     assert expected_types <= set(OWN_TYPES)

@@ -18,8 +18,14 @@ from aimo3_recipe.evaluation.worker_pool import WorkerTimeout, get_pool
 
 # needs the sympy worker: our mpmath fast path leaves x^{2/3} vs cbrt(x)^2 to sympy
 SYMPY_PAIR = ("\\frac{1}{3x^{2/3}}", "\\frac{1}{3\\sqrt[3]{x}^2}")
-MIXED = [("0.5", "\\frac12", True), ("2\\sqrt3", "\\sqrt{12}", True), ("(1,2)", "(2,1)", False),
-         ("x^2+2x+1", "(x+1)^2", True), ("\\{1,2\\}", "\\{2,1\\}", True), ("7", "8", False)]
+MIXED = [
+    ("0.5", "\\frac12", True),
+    ("2\\sqrt3", "\\sqrt{12}", True),
+    ("(1,2)", "(2,1)", False),
+    ("x^2+2x+1", "(x+1)^2", True),
+    ("\\{1,2\\}", "\\{2,1\\}", True),
+    ("7", "8", False),
+]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -27,17 +33,20 @@ def _warm():
     warm_up(1)
 
 
-@pytest.mark.parametrize("pred, ref", [
-    ("10^{10^{10}}", "10^{10^{10}}+1"),
-    ("1000!", "1001!"),
-    ("9^{9^{9^{9}}}", "1"),
-    ("2^{1000000}", "2^{1000001}"),
-    ("(" * 300 + "x" + ")" * 300, "y"),
-    ("\\frac{" * 500, "1"),
-    ("1+" * 20000 + "1", "20001"),
-    ("\\sqrt{" * 100 + "2" + "}" * 100, "1"),
-    ("x" * 100000, "y"),
-])
+@pytest.mark.parametrize(
+    "pred, ref",
+    [
+        ("10^{10^{10}}", "10^{10^{10}}+1"),
+        ("1000!", "1001!"),
+        ("9^{9^{9^{9}}}", "1"),
+        ("2^{1000000}", "2^{1000001}"),
+        ("(" * 300 + "x" + ")" * 300, "y"),
+        ("\\frac{" * 500, "1"),
+        ("1+" * 20000 + "1", "20001"),
+        ("\\sqrt{" * 100 + "2" + "}" * 100, "1"),
+        ("x" * 100000, "y"),
+    ],
+)
 def test_adversarial_inputs_end_fast_as_not_equal(pred, ref):
     t0 = time.monotonic()
     assert verify_answer(pred, ref, timeout=1.0) is False
@@ -66,7 +75,10 @@ def test_worker_crash_is_survived():
     for w in list(pool._idle):
         os.kill(w.proc.pid, 9)
     verifier._CACHE.clear()
-    assert verify_answer(*SYMPY_PAIR, timeout=20) in (True, False)  # needs a (new) worker; no exception
+    assert verify_answer(*SYMPY_PAIR, timeout=20) in (
+        True,
+        False,
+    )  # needs a (new) worker; no exception
     assert verify_answer("2\\sqrt3", "\\sqrt{12}")
 
 
@@ -82,7 +94,9 @@ def test_threads_agree_with_sequential():
 def test_asyncio_tasks():
     async def main():
         direct = [verify_answer(p, r) for p, r, _ in MIXED]  # blocking call inside a task
-        threaded = await asyncio.gather(*(asyncio.to_thread(verify_answer, p, r) for p, r, _ in MIXED))
+        threaded = await asyncio.gather(
+            *(asyncio.to_thread(verify_answer, p, r) for p, r, _ in MIXED)
+        )
         return direct, threaded
 
     direct, threaded = asyncio.run(main())
@@ -111,7 +125,10 @@ def test_worker_processes(method):
 
 def test_stats_are_thread_safe():
     before = verifier_stats()["calls"]
-    threads = [threading.Thread(target=lambda: [verify_answer("1", "1") for _ in range(50)]) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: [verify_answer("1", "1") for _ in range(50)])
+        for _ in range(4)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -44,8 +44,10 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
     out: list[tuple[int, int, str | None]] = []
     for m in _BOX_START.finditer(text):
         if m.group(1) is None:  # `\boxed 5`
-            tail = re.match(r"\s*([^\s$]+)", text[m.end():])
-            out.append((m.start(), m.end() + (tail.end() if tail else 0), tail.group(1) if tail else None))
+            tail = re.match(r"\s*([^\s$]+)", text[m.end() :])
+            out.append(
+                (m.start(), m.end() + (tail.end() if tail else 0), tail.group(1) if tail else None)
+            )
             continue
         depth, i = 1, m.end()
         while i < len(text) and depth:
@@ -55,14 +57,16 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
                 continue
             depth += (c == "{") - (c == "}")
             i += 1
-        content = text[m.end(): i - 1].strip() if depth == 0 else None
+        content = text[m.end() : i - 1].strip() if depth == 0 else None
         out.append((m.start(), i, content or None))
     return out
 
 
 # what may stand between boxes that together form one answer: `\boxed{1}, \boxed{2}`,
 # `\boxed{1} and \boxed{2}`, `\boxed{x=1} \quad \text{and} \quad \boxed{y=2}`
-_JOIN_GAP = re.compile(r"(?:\s|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;: ]|,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\}|~)*")
+_JOIN_GAP = re.compile(
+    r"(?:\s|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;: ]|,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\}|~)*"
+)
 
 
 def _last_box(text: str) -> tuple[bool, str | None]:
@@ -87,10 +91,12 @@ def _last_box(text: str) -> tuple[bool, str | None]:
 
 _ANSWER_PHRASE = re.compile(
     r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*(?:\*\*)?\s*:|\*\*answer\*\*\s*:?)\s*(?:\*\*)?\s*:?\s*",
-    re.I,
+    re.IGNORECASE,
 )
 _GSM = re.compile(r"####\s*([^\n]+)")
-_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|(?<!\\)\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.S)
+_MATH_SPAN = re.compile(
+    r"\$\$(.+?)\$\$|(?<!\\)\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL
+)
 _NUMBER = re.compile(r"(?<![A-Za-z\d.])-?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?![A-Za-z\d])")
 
 
@@ -102,7 +108,7 @@ def _after_phrase(rest: str) -> str | None:
         if rest.startswith(a):
             end = rest.find(b, len(a))
             if end > 0:
-                return rest[len(a): end].strip() or None
+                return rest[len(a) : end].strip() or None
     m = re.match(r"(.+?)(?:\.\s|\.$|$)", rest)
     ans = (m.group(1) if m else rest).strip().rstrip(".").strip("*").strip()
     return ans or None
@@ -120,7 +126,7 @@ def extract_answer(completion: str) -> str | None:
         tail = completion
     phrases = list(_ANSWER_PHRASE.finditer(tail))
     if phrases:
-        ans = _after_phrase(tail[phrases[-1].end():])
+        ans = _after_phrase(tail[phrases[-1].end() :])
         if ans and re.search(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}\s+[a-zA-Z]{2,}", ans):
             # "The final answer is: the largest $n$ is 34" -> look inside the sentence
             ans = _math_or_number(ans) or ans
@@ -148,10 +154,13 @@ def _math_or_number(tail: str) -> str | None:
 # ---------------------------------------------------------------- AIMO mode
 
 _MOD_PATTERNS = [
-    re.compile(r"remainder\s+when\b.{0,300}?\bdivided\s+by\s*\$?\s*([^$\s.,?]+(?:\s*\^\s*\{?\s*\d+\s*\}?)?)", re.I | re.S),
-    re.compile(r"\bmodulo\s*\$?\s*([^$\s.,?]+(?:\s*\^\s*\{?\s*\d+\s*\}?)?)", re.I),
+    re.compile(
+        r"remainder\s+when\b.{0,300}?\bdivided\s+by\s*\$?\s*([^$\s.,?]+(?:\s*\^\s*\{?\s*\d+\s*\}?)?)",
+        re.IGNORECASE | re.DOTALL,
+    ),
+    re.compile(r"\bmodulo\s*\$?\s*([^$\s.,?]+(?:\s*\^\s*\{?\s*\d+\s*\}?)?)", re.IGNORECASE),
     re.compile(r"\\pmod\s*\{\s*([^{}]+)\}"),
-    re.compile(r"\bmod\s*\$?\s*(\d[^$\s.,?]*)", re.I),
+    re.compile(r"\bmod\s*\$?\s*(\d[^$\s.,?]*)", re.IGNORECASE),
 ]
 
 
@@ -184,15 +193,27 @@ def _aimo_equal(predicted: str, reference: str, problem: str | None) -> bool:
 # ---------------------------------------------------------------- verification
 
 
-def verify_answer(predicted: str | None, reference: str, *, timeout: float = 2.0,
-                  aimo: bool = False, problem: str | None = None) -> bool:
+def verify_answer(
+    predicted: str | None,
+    reference: str,
+    *,
+    timeout: float = 2.0,
+    aimo: bool = False,
+    problem: str | None = None,
+) -> bool:
     """Whether a predicted final answer equals the reference. Never raises, never exceeds
     `timeout` seconds of symbolic work (a timeout counts in `verifier_stats()` and is False)."""
     return _verify(predicted, reference, timeout=timeout, aimo=aimo, problem=problem)[0]
 
 
-def _verify(predicted: str | None, reference: str, *, timeout: float = 2.0, aimo: bool = False,
-            problem: str | None = None) -> tuple[bool, bool]:
+def _verify(
+    predicted: str | None,
+    reference: str,
+    *,
+    timeout: float = 2.0,
+    aimo: bool = False,
+    problem: str | None = None,
+) -> tuple[bool, bool]:
     if predicted is None or reference is None:
         return False, False
     predicted, reference = str(predicted), str(reference)
@@ -210,11 +231,15 @@ def _verify(predicted: str | None, reference: str, *, timeout: float = 2.0, aimo
 def verify_batch(predicted: list[str | None], references: list[str], **kw) -> list[bool]:
     """`verify_answer` over pairs (same keyword arguments); `problem` may be a list."""
     if len(predicted) != len(references):
-        raise ValueError(f"verify_batch: {len(predicted)} predictions but {len(references)} references")
+        raise ValueError(
+            f"verify_batch: {len(predicted)} predictions but {len(references)} references"
+        )
     problems = kw.pop("problem", None)
     if not isinstance(problems, list):
         problems = [problems] * len(predicted)
-    return [verify_answer(p, r, problem=q, **kw) for p, r, q in zip(predicted, references, problems)]
+    return [
+        verify_answer(p, r, problem=q, **kw) for p, r, q in zip(predicted, references, problems)
+    ]
 
 
 @dataclass

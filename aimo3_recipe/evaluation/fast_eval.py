@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 import threading
-from typing import Callable
+from collections.abc import Callable
 
-import mpmath
 from mpmath.ctx_mp import MPContext
 
 _DPS = 50
@@ -48,12 +47,40 @@ _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+(?:\.\d*)?|\.\d+)|(?P<cmd>\\[a-zA-Z]+)|(?P<var>[a-zA-Z])|(?P<op>[-+*/^()\[\]{}!|_]))"
 )
 _FUNCS = {  # LaTeX command -> mpmath context method
-    "\\sin": "sin", "\\cos": "cos", "\\tan": "tan", "\\sec": "sec", "\\csc": "csc", "\\cot": "cot",
-    "\\ln": "ln", "\\exp": "exp", "\\arcsin": "asin", "\\arccos": "acos", "\\arctan": "atan",
-    "\\sinh": "sinh", "\\cosh": "cosh", "\\tanh": "tanh",
+    "\\sin": "sin",
+    "\\cos": "cos",
+    "\\tan": "tan",
+    "\\sec": "sec",
+    "\\csc": "csc",
+    "\\cot": "cot",
+    "\\ln": "ln",
+    "\\exp": "exp",
+    "\\arcsin": "asin",
+    "\\arccos": "acos",
+    "\\arctan": "atan",
+    "\\sinh": "sinh",
+    "\\cosh": "cosh",
+    "\\tanh": "tanh",
 }
-_GREEK = {"\\alpha", "\\beta", "\\gamma", "\\theta", "\\phi", "\\varphi", "\\omega", "\\lambda",
-          "\\mu", "\\sigma", "\\tau", "\\rho", "\\delta", "\\epsilon", "\\psi", "\\xi", "\\eta"}
+_GREEK = {
+    "\\alpha",
+    "\\beta",
+    "\\gamma",
+    "\\theta",
+    "\\phi",
+    "\\varphi",
+    "\\omega",
+    "\\lambda",
+    "\\mu",
+    "\\sigma",
+    "\\tau",
+    "\\rho",
+    "\\delta",
+    "\\epsilon",
+    "\\psi",
+    "\\xi",
+    "\\eta",
+}
 Node = Callable[[MPContext, dict], object]  # (mpmath context, {variable: value}) -> value
 
 
@@ -152,8 +179,15 @@ class _Parser:
     def _starts_primary(tok: str | None) -> bool:
         if tok is None:
             return False
-        return (tok[0].isdigit() or tok[0] == "." or tok.isalpha() or tok in ("(", "{")
-                or tok in ("\\frac", "\\sqrt", "\\pi", "\\log") or tok in _FUNCS or tok in _GREEK)
+        return (
+            tok[0].isdigit()
+            or tok[0] == "."
+            or tok.isalpha()
+            or tok in ("(", "{")
+            or tok in ("\\frac", "\\sqrt", "\\pi", "\\log")
+            or tok in _FUNCS
+            or tok in _GREEK
+        )
 
     def term(self) -> Node:
         node = self.unary()
@@ -304,6 +338,7 @@ class _Parser:
 
             def call(c, env):
                 return getattr(c, method)(arg(c, env))
+
         if power is None:
             return call
         pw = power
@@ -340,10 +375,21 @@ def _rounds_to(exact, decimals: int, written) -> bool:
 def _points(names: list[str]):
     c = _ctx()
     for k in range(len(_POINTS)):
-        yield {n: c.mpf(_POINTS[(k + j) % len(_POINTS)]) + j * c.mpf("0.0131") for j, n in enumerate(names)}
+        yield {
+            n: c.mpf(_POINTS[(k + j) % len(_POINTS)]) + j * c.mpf("0.0131")
+            for j, n in enumerate(names)
+        }
 
 
-_ERRORS = (Unsupported, ZeroDivisionError, ValueError, OverflowError, TypeError, RecursionError, KeyError)
+_ERRORS = (
+    Unsupported,
+    ZeroDivisionError,
+    ValueError,
+    OverflowError,
+    TypeError,
+    RecursionError,
+    KeyError,
+)
 
 
 def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = None) -> bool | None:

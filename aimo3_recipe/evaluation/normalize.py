@@ -27,7 +27,12 @@ _UNIT_WORDS = (
     r"gallons?|people|persons?|students?|ways?|cookies|apples|marbles|books|pages|points?|"
     r"sq\s*units?|square\s+(?:units?|feet|inches|meters|centimeters|cm|m|ft|in|miles|yards))"
 )
-_UNIT_TAIL = re.compile(r"(?<=[\d}\)a-z])\s*(?:\^\{?\s*[23]\s*\}?)?\s*(?:" + _UNIT_WORDS + r")(?:\s*\^\{?\s*[23]\s*\}?)?\s*\.?$", re.I)
+_UNIT_TAIL = re.compile(
+    r"(?<=[\d}\)a-z])\s*(?:\^\{?\s*[23]\s*\}?)?\s*(?:"
+    + _UNIT_WORDS
+    + r")(?:\s*\^\{?\s*[23]\s*\}?)?\s*\.?$",
+    re.IGNORECASE,
+)
 _SPACE_CMDS = re.compile(r"(?<!\\)\\[,;:! ]|\\quad|\\qquad|\\displaystyle|\\textstyle|\\limits|~")
 
 
@@ -39,7 +44,7 @@ def strip_outer_math(s: str) -> str:
         changed = False
         for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
             if s.startswith(a) and s.endswith(b) and len(s) >= len(a) + len(b):
-                s, changed = s[len(a): len(s) - len(b)].strip(), True
+                s, changed = s[len(a) : len(s) - len(b)].strip(), True
         if s.endswith(".") and not s.endswith(".."):
             s, changed = s[:-1].strip(), True
     return s
@@ -58,7 +63,7 @@ def _unwrap_cmd(s: str, cmd_re: str) -> str:
             i += 1
         if depth:
             break
-        s = s[: m.start()] + s[m.end(): i - 1] + s[i:]
+        s = s[: m.start()] + s[m.end() : i - 1] + s[i:]
     return s
 
 
@@ -81,7 +86,9 @@ def clean_latex(s: str) -> str:
     s = s.replace("\u2212", "-").replace("\u00b7", "\\cdot ").replace("\u00d7", "\\times ")
     s = s.replace("\u221a", "\\sqrt").replace("\u03c0", "\\pi ").replace("\u221e", "\\infty ")
     s = s.replace("\u2264", "\\le ").replace("\u2265", "\\ge ")
-    if "\\begin" not in s:  # `\\frac` (an escaping artefact) is `\frac`; in matrices `\\` is a row break
+    if (
+        "\\begin" not in s
+    ):  # `\\frac` (an escaping artefact) is `\frac`; in matrices `\\` is a row break
         s = re.sub(r"\\\\(?=[a-zA-Z])", r"\\", s)
     s = s.rstrip("\\").strip()
     s = re.sub(r"\\[dtc]frac", r"\\frac", s)
@@ -103,21 +110,32 @@ def clean_latex(s: str) -> str:
     s = re.sub(r"\\(?:neq|ne)(?![a-zA-Z])", "\\\\ne ", s)
     s = s.replace("<=", "\\le ").replace(">=", "\\ge ").replace("!=", "\\ne ")
     # units written as text after a number: 5 \text{ cm}, 10\mbox{ dollars}
-    s = re.sub(_TEXT_CMDS + r"\s*\{\s*(?:" + _UNIT_WORDS + r")\s*(?:\^\{?[23]\}?)?\s*\}(\s*\^\{?[23]\}?)?", " ", s, flags=re.I)
+    s = re.sub(
+        _TEXT_CMDS + r"\s*\{\s*(?:" + _UNIT_WORDS + r")\s*(?:\^\{?[23]\}?)?\s*\}(\s*\^\{?[23]\}?)?",
+        " ",
+        s,
+        flags=re.IGNORECASE,
+    )
     s = _unwrap_cmd(s, _TEXT_CMDS)
     s = re.sub(r"\\mathbb\s*\{\s*R\s*\}", "\\\\mathbb{R}", s)
     s = _fix_frac_shorthand(s)
     s = re.sub(r"(?<=\d)\s*(?:percentage|percent|pct)\b", "\\\\%", s)
     s = re.sub(r"\s+", " ", s).strip()
     unit = _UNIT_TAIL.search(s) if re.search(r"\d", s) else None
-    if unit and parse_number(s[: unit.start()].strip()) is not None:  # 5 cm -> 5, never 2x+3h -> 2x+3
+    if (
+        unit and parse_number(s[: unit.start()].strip()) is not None
+    ):  # 5 cm -> 5, never 2x+3h -> 2x+3
         s = s[: unit.start()].strip()
     s = strip_outer_math(s)
     # `x \approx 11` -> 11;  `\frac{\sqrt3}{3} \approx 0.577` -> the exact value
     if "\\approx" in s:
         head, _, tail = s.partition("\\approx")
         head = head.strip()
-        s = tail.strip() if re.fullmatch(r"[a-zA-Z](?:_\{?\w+\}?)?|", head) else head.split("=")[-1].strip() or head
+        s = (
+            tail.strip()
+            if re.fullmatch(r"[a-zA-Z](?:_\{?\w+\}?)?|", head)
+            else head.split("=")[-1].strip() or head
+        )
     # a number followed by words only: `17 apples`, `17 any text` (NeMo-Skills convention)
     m = re.fullmatch(r"(-?[\d.,]*\d(?:\\%)?)\s+([a-zA-Z][a-zA-Z .'-]*)", s)
     if m and not re.search(r"\b(?:and|or)\b", m.group(2)):
@@ -141,7 +159,9 @@ class Number:
     """An exactly parsed numeric answer."""
 
     value: Fraction  # the exact value
-    decimals: int | None  # digits after the point when written as one decimal literal (rounded value)
+    decimals: (
+        int | None
+    )  # digits after the point when written as one decimal literal (rounded value)
     percent: bool = False  # written with a % sign (value already divided by 100)
 
 

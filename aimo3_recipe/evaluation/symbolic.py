@@ -25,8 +25,14 @@ def parse_latex(s: str) -> Basic:
     from latex2sympy2_extended import latex2sympy
     from latex2sympy2_extended.math_normalization import NormalizationConfig
 
-    cfg = NormalizationConfig(basic_latex=True, units=True, malformed_operators=True, nits=True,
-                              boxed="none", equations=False)
+    cfg = NormalizationConfig(
+        basic_latex=True,
+        units=True,
+        malformed_operators=True,
+        nits=True,
+        boxed="none",
+        equations=False,
+    )
     expr = latex2sympy(s, is_real=True, convert_degrees=False, normalization_config=cfg)
     if not isinstance(expr, (sympy.Expr, sympy.MatrixBase)):
         raise ValueError(f"not a plain expression: {type(expr).__name__}")
@@ -94,8 +100,10 @@ def _random_points_equal(a: Basic, b: Basic, syms: list) -> bool:
     rng = random.Random(1234)
     agree = 0
     for k in range(8):
-        pt = {s: sympy.Float(_POINTS[(k + j) % len(_POINTS)] + rng.random() * 0.01, 30)
-              for j, s in enumerate(syms)}
+        pt = {
+            s: sympy.Float(_POINTS[(k + j) % len(_POINTS)] + rng.random() * 0.01, 30)
+            for j, s in enumerate(syms)
+        }
         try:
             va, vb = _num(a.subs(pt)), _num(b.subs(pt))
         except Exception:

@@ -6,9 +6,11 @@ Order of checks (cheapest first; most benchmark answers never reach sympy):
 3. structure: tuples/intervals (ordered, brackets must match), sets and bare lists (unordered),
    unions, matrices, equations and single-variable inequalities (turned into intervals),
    `x = 3` vs `3`; compared element by element;
-4. atoms: exact rational arithmetic (`normalize.parse_number`), then sympy in a worker process
-   (`worker_pool`) under a hard deadline, after a complexity guard that refuses blow-ups
-   (`10^{10^{10}}`, `1000!`) without trying.
+   (tree: `structure.py`);
+4. atoms: exact rational arithmetic (`normalize.parse_number`), then a complexity guard that
+   refuses blow-ups (`10^{10^{10}}`, `1000!`) without trying, then mpmath evaluation of our own
+   parse (`fast_eval`), and only when that is unsure sympy in a worker process (`worker_pool`)
+   under a hard deadline.
 
 A false positive is worse than a false negative (an RL reward for a wrong answer teaches the
 model to be wrong), so ambiguous cases are "not equal": a decimal matches an exact value only
@@ -32,6 +34,13 @@ from aimo3_recipe.evaluation.normalize import (
     compact,
     format_fraction,
     parse_number,
+)
+from aimo3_recipe.evaluation.structure import (
+    Node,
+    as_interval,
+    drop_lhs,
+    parse_structure,
+    strip_list_lhs,
 )
 
 MAX_SYMPY_CHARS = 400  # atoms longer than this are compared as strings only
@@ -61,7 +70,10 @@ def verifier_stats(reset: bool = False) -> dict[str, int]:
     """Counters since start (or the last reset) for this process: calls, sympy_calls,
     timeouts, refused, worker_errors. Timeouts are counted here, never raised."""
     with STATS.lock:
-        out = {k: getattr(STATS, k) for k in ("calls", "sympy_calls", "timeouts", "refused", "worker_errors")}
+        out = {
+            k: getattr(STATS, k)
+            for k in ("calls", "sympy_calls", "timeouts", "refused", "worker_errors")
+        }
         if reset:
             for k in out:
                 setattr(STATS, k, 0)
@@ -76,238 +88,21 @@ class _Ctx:
         self.timed_out = False
 
 
-# ---------------------------------------------------------------- structure
-
-
-@dataclass(frozen=True)
-class Node:
-    kind: str  # atom | seq | set | list | matrix | union | rel
-    text: str = ""  # atom text; for seq the two brackets, e.g. "(]"; for rel the operator
-    items: tuple = ()  # children (Node), for rel (lhs, rhs)
-
-
-_OPEN = {"(": ")", "[": "]", "{": "}"}
-_CLOSE = {")", "]", "}"}
-
-
-def _split_top(s: str, seps: tuple[str, ...]) -> list[str]:
-    """Split at separators outside any brackets (`\\{`/`\\}` count as brackets)."""
-    parts, depth, start, i = [], 0, 0, 0
-    while i < len(s):
-        c = s[i]
-        if c == "\\" and s.startswith(("\\{", "\\}", "\\langle", "\\rangle"), i):
-            depth += 1 if s[i + 1] in "{l" else -1
-            i += 2
-            continue
-        if s.startswith("\\begin", i):
-            depth += 1
-        elif s.startswith("\\end", i):
-            depth -= 1
-        if c in _OPEN:
-            depth += 1
-        elif c in _CLOSE:
-            depth -= 1
-        elif depth == 0:
-            for sep in seps:
-                if s.startswith(sep, i) and not (sep[0] == "\\" and s[i + len(sep): i + len(sep) + 1].isalpha()):
-                    parts.append(s[start:i])
-                    start = i + len(sep)
-                    i = start - 1
-                    break
-        i += 1
-    parts.append(s[start:])
-    return [p.strip() for p in parts]
-
-
-def _outer_bracket(s: str) -> tuple[str, str] | None:
-    """If the first bracket of `s` closes at its last character, the two brackets."""
-    if len(s) < 2 or s[0] not in "([" or s[-1] not in ")]":
-        return None
-    depth = 0
-    for i, c in enumerate(s):
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-            if depth == 0 and i != len(s) - 1:
-                return None
-    return (s[0], s[-1]) if depth == 0 else None
-
-
-_SIMPLE_VAR = re.compile(r"[a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+|[a-zA-Z]\([a-z]\)")
-_NAME_CMDS = re.compile(r"\\(?:frac|overline|angle|triangle|mathrm|mathbf|vec|hat|bar|left|right|operatorname|"
-                        r"alpha|beta|gamma|theta|phi|varphi|omega|sigma|lambda|mu|tau|rho|delta|epsilon|"
-                        r"varepsilon|eta|zeta|xi|psi|chi|kappa|nu|Delta|Omega|Phi|Gamma|Theta|Sigma)(?![a-zA-Z])")
-
-
-def _is_name(lhs: str) -> bool:
-    """Whether the left side of `lhs = value` only names the answer: `x`, `(p,q)`, `AB`, `f(x)`,
-    `|AB|`, `V_1:V_2`, `\\frac{NO}{BO}` (no operators, no numbers outside subscripts)."""
-    t = re.sub(r"_\{[^{}]*\}|_\w|\^\{?\\?prime\}?|'", "", lhs)
-    t = _NAME_CMDS.sub("", t)
-    return bool(re.fullmatch(r"[A-Za-z(),:|{}\s]+", t)) and bool(re.search(r"[A-Za-z]", t)) \
-        and not re.search(r"\b(?:and|or)\b", t)
-_REL_OPS = ("\\le ", "\\ge ", "\\ne ", "\\le", "\\ge", "\\ne", "<", ">", "=")
-_MATRIX = re.compile(r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?(.*)\\end\{\1\}", re.S)
-
-
-def parse_structure(s: str) -> Node:
-    """Tree of a cleaned answer string."""
-    s = s.strip()
-    s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)
-    s = re.sub(r"\)\s*or\s*\(", "),(", s)
-    inner = s[1:-1].strip()
-    if (s[:1], s[-1:]) in (("(", ")"), ("[", "]"), ("{", "}")) and _MATRIX.fullmatch(inner):
-        s = inner  # [\begin{array}...\end{array}] is the matrix itself
-    elif s[:1] == "{" and s[-1:] == "}" and _outer_braces(s):
-        return parse_structure(inner)  # plain braces only group: {1,3} is 1,3
-    m = _MATRIX.fullmatch(s)
-    if m:
-        rows = [r for r in re.split(r"\\\\", m.group(2)) if r.strip()]
-        cells = tuple(Node("seq", "()", tuple(Node("atom", c.strip()) for c in r.split("&"))) for r in rows)
-        return Node("matrix", s, cells)
-    parts = _split_top(s, (",", ";", " and ", " or "))
-    if len(parts) > 1:
-        if all(parts):
-            return Node("list", "", tuple(parse_structure(p) for p in parts))
-        return Node("atom", s)
-    union = _split_top(s, ("\\cup",))
-    if len(union) > 1 and all(union):
-        return Node("union", "", tuple(parse_structure(p) for p in union))
-    if s.startswith("\\{") and s.endswith("\\}"):
-        inner = s[2:-2].strip()
-        items = _split_top(inner, (",", ";")) if inner else []
-        return Node("set", "", tuple(parse_structure(p) for p in items if p))
-    br = _outer_bracket(s)
-    if br:
-        items = _split_top(s[1:-1], (",",))
-        if len(items) == 1 and br == ("(", ")"):
-            items = _split_top(s[1:-1], (";",))  # (0;-2;6)
-        if len(items) > 1 and all(items):
-            return Node("seq", br[0] + br[1], tuple(parse_structure(p) for p in items))
-    rel = _split_relation(s)
-    if rel is not None:
-        return rel
-    ratio = _split_top(s, (":",))
-    if len(ratio) > 1 and all(ratio):
-        return Node("seq", "::", tuple(Node("atom", p) for p in ratio))
-    if s.count("\\pm") == 1 and "\\mp" not in s:  # 1 \pm \sqrt2 -> {1 + \sqrt2, 1 - \sqrt2}
-        a, b = s.split("\\pm")
-        if a.strip() and b.strip():
-            return Node("list", "", (Node("atom", f"{a}+{b}"), Node("atom", f"{a}-{b}")))
-        if not a.strip():
-            return Node("list", "", (Node("atom", b), Node("atom", f"-{b}")))
-    return Node("atom", s)
-
-
-def _outer_braces(s: str) -> bool:
-    depth = 0
-    for i, c in enumerate(s):
-        depth += (c == "{") - (c == "}")
-        if depth == 0 and i != len(s) - 1:
-            return False
-    return depth == 0
-
-
-def _split_relation(s: str) -> Node | None:
-    ops = []
-    i, depth = 0, 0
-    while i < len(s):
-        c = s[i]
-        if c in "([{":
-            depth += 1
-        elif c in ")]}":
-            depth -= 1
-        elif depth == 0:
-            for op in ("\\le", "\\ge", "\\ne", "<", ">", "="):
-                if s.startswith(op, i) and not (op[0] == "\\" and s[i + len(op): i + len(op) + 1].isalpha()):
-                    ops.append((i, op))
-                    i += len(op) - 1
-                    break
-        i += 1
-    if not ops:
-        return None
-    pieces, last = [], 0
-    for pos, op in ops:
-        pieces.append(s[last:pos].strip())
-        last = pos + len(op)
-    pieces.append(s[last:].strip())
-    if not all(pieces):
-        return None
-    names = [op for _, op in ops]
-    if len(names) == 1:
-        return Node("rel", names[0], (Node("atom", pieces[0]), Node("atom", pieces[1])))
-    # chains: a < x < b  ->  interval;  x = y = 3 -> last value
-    if len(names) == 2 and _SIMPLE_VAR.fullmatch(pieces[1]) and all(o in ("<", "\\le") for o in names):
-        return Node("seq", ("(" if names[0] == "<" else "[") + (")" if names[1] == "<" else "]"),
-                    (Node("atom", pieces[0]), Node("atom", pieces[2])))
-    if len(names) == 2 and _SIMPLE_VAR.fullmatch(pieces[1]) and all(o in (">", "\\ge") for o in names):
-        return Node("seq", ("(" if names[1] == ">" else "[") + (")" if names[0] == ">" else "]"),
-                    (Node("atom", pieces[2]), Node("atom", pieces[0])))
-    if all(o == "=" for o in names):
-        return Node("rel", "=", (Node("atom", pieces[0]), Node("atom", pieces[-1])))
-    return Node("atom", s)
-
-
-def _as_interval(n: Node) -> Node:
-    """`x < 3` -> (-inf, 3); `x \\ge 2` -> [2, inf); other nodes unchanged."""
-    if n.kind != "rel" or n.text in ("=", "\\ne"):
-        return n
-    lhs, rhs = n.items[0].text, n.items[1].text
-    op = n.text
-    flip = {"<": ">", ">": "<", "\\le": "\\ge", "\\ge": "\\le"}
-    if lhs.startswith("-") and _SIMPLE_VAR.fullmatch(lhs[1:].strip()):  # -x > -1  ->  x < 1
-        lhs, rhs, op = lhs[1:].strip(), f"-({rhs})", flip[op]
-    if not _SIMPLE_VAR.fullmatch(lhs) and _SIMPLE_VAR.fullmatch(rhs):
-        lhs, rhs = rhs, lhs
-        op = flip[op]
-    elif not _SIMPLE_VAR.fullmatch(lhs):
-        return n
-    inf = Node("atom", "\\infty")
-    ninf = Node("atom", "-\\infty")
-    val = Node("atom", rhs)
-    if op == "<":
-        return Node("seq", "()", (ninf, val))
-    if op == "\\le":
-        return Node("seq", "(]", (ninf, val))
-    if op == ">":
-        return Node("seq", "()", (val, inf))
-    return Node("seq", "[)", (val, inf))
-
-
-def _drop_lhs(n: Node, computed: bool = False) -> Node:
-    """`x = 3` -> `3` when the left side only names the answer (`_is_name`). With `computed`
-    (the prediction side) also `2+3 = 5` -> `5`: a worked computation ending in a number."""
-    if n.kind == "rel" and n.text == "=":
-        lhs, rhs = n.items[0].text, n.items[1].text
-        if _is_name(lhs) or (computed and parse_number(rhs) is not None):
-            return parse_structure(rhs)
-    return n
-
-
-def _strip_list_lhs(n: Node) -> Node:
-    """`x = 1, 2` (one variable name, several values) -> list of values."""
-    if n.kind == "list":
-        items = tuple(_drop_lhs(i) for i in n.items)
-        return Node("list", "", items)
-    return n
-
-
 # ---------------------------------------------------------------- comparison
 
 
 def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
     """Predicted node vs reference node."""
-    p, r = _as_interval(p), _as_interval(r)
+    p, r = as_interval(p), as_interval(r)
     if p.kind == "rel" and r.kind != "rel":
-        p = _as_interval(_drop_lhs(p, computed=True))
+        p = as_interval(drop_lhs(p, computed=True))
     if r.kind == "rel" and p.kind != "rel":
-        r = _as_interval(_drop_lhs(r))
+        r = as_interval(drop_lhs(r))
     if p.kind == "matrix" and r.kind == "atom" or r.kind == "matrix" and p.kind == "atom":
         # matrix arithmetic on one side: let sympy evaluate both
         reply = _sympy({"op": "eq", "a": p.text, "b": r.text}, ctx)
         return bool(reply.get("eq"))
-    p, r = _strip_list_lhs(p), _strip_list_lhs(r)
+    p, r = strip_list_lhs(p), strip_list_lhs(r)
     if p.kind == "set" and len(p.items) == 1 and r.kind == "atom":
         p = p.items[0]
     if r.kind == "set" and len(r.items) == 1 and p.kind == "atom":
@@ -319,7 +114,9 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
     if p.kind == "seq" and r.kind == "seq":
         return p.text == r.text and _ordered(p.items, r.items, ctx)
     if p.kind == "list" and r.kind == "atom" and len({_node_key(i) for i in p.items}) == 1:
-        return nodes_equal(p.items[0], r, ctx)  # one answer written twice: 15\frac{39}{40}, \frac{639}{40}
+        return nodes_equal(
+            p.items[0], r, ctx
+        )  # one answer written twice: 15\frac{39}{40}, \frac{639}{40}
     if {p.kind, r.kind} == {"seq", "list"}:
         seq = p if p.kind == "seq" else r
         return seq.text == "()" and _ordered(p.items, r.items, ctx)
@@ -329,7 +126,8 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
         return _unordered(p.items, r.items, ctx)
     if p.kind == "matrix" and r.kind == "matrix":
         return len(p.items) == len(r.items) and all(
-            nodes_equal(a, b, ctx) for a, b in zip(p.items, r.items))
+            nodes_equal(a, b, ctx) for a, b in zip(p.items, r.items)
+        )
     if {p.kind, r.kind} == {"matrix", "seq"}:  # column/row vector vs (a, b, c)
         mat, seq = (p, r) if p.kind == "matrix" else (r, p)
         if seq.text != "()":
@@ -386,20 +184,20 @@ def _relations_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
 
 # ---------------------------------------------------------------- atoms
 
-_FUNC_WORDS = {"sin", "cos", "tan", "cot", "sec", "csc", "log", "exp", "arcsin", "arccos", "arctan",
-               "sinh", "cosh", "tanh", "max", "min", "gcd", "lcm", "det", "mod", "sqrt", "frac",
-               "infty", "inf", "pmod", "cdot", "times", "div", "dfrac", "tfrac", "circ", "deg", "pi",
-               "ln", "lg", "le", "ge", "ne", "emptyset", "varnothing", "mathbb", "infinity",
-               "alpha", "beta", "gamma", "theta", "phi", "varphi", "omega", "sigma", "lambda", "mu",
-               "tau", "rho", "delta", "epsilon", "varepsilon", "eta", "zeta", "xi", "psi", "chi",
-               "kappa", "nu", "binom", "choose", "overline", "hat", "vec", "bar", "tilde", "prime",
-               "begin", "end", "pmatrix", "bmatrix", "matrix", "array", "ldots", "cdots", "dots",
-               "operatorname", "cup", "cap", "setminus", "in", "notin", "mathbf", "lfloor", "rfloor",
-               "lceil", "rceil", "angle", "triangle", "quad", "sum", "prod", "int", "lim", "to",
-               "Re", "Im", "arg", "sgn", "floor", "ceil", "dx", "dy", "mathrm", "boxed", "sqrt"}
+_FUNC_WORDS = set(  # words in maths answers that are not text answers
+    """
+    Im Re alpha angle arccos arcsin arctan arg array bar begin beta binom bmatrix boxed cap
+    cdot cdots ceil chi choose circ cos cosh cot csc cup deg delta det dfrac div dots dx dy
+    emptyset end epsilon eta exp floor frac gamma gcd ge hat in inf infinity infty int
+    kappa lambda lceil lcm ldots le lfloor lg lim ln log mathbb mathbf mathrm matrix max
+    min mod mu ne notin nu omega operatorname overline phi pi pmatrix pmod prime prod psi
+    quad rceil rfloor rho sec setminus sgn sigma sin sinh sqrt sum tan tanh tau tfrac theta
+    tilde times to triangle varepsilon varnothing varphi vec xi zeta
+    """.split()
+)
 _WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
 _CHOICE = re.compile(r"\(?([A-E])\)?")
-_CHOICE_PRED = re.compile(r"\(?([A-Ea-e])\)(?:\s.*)?|([A-E])(?:[.:)]\s.*)?", re.S)
+_CHOICE_PRED = re.compile(r"\(?([A-Ea-e])\)(?:\s.*)?|([A-E])(?:[.:)]\s.*)?", re.DOTALL)
 
 
 def _is_text(s: str) -> bool:
@@ -462,11 +260,20 @@ def numbers_equal(p: Number, r: Number) -> bool:
         for b in cands_r:
             if a == b:
                 return True
-            if r.decimals is not None and r.decimals >= 2 and (p.decimals is None or p.decimals > r.decimals):
-                if abs(a - b) <= Fraction(1, 2 * 10 ** r.decimals):
+            if (
+                r.decimals is not None
+                and r.decimals >= 2
+                and (p.decimals is None or p.decimals > r.decimals)
+            ):
+                if abs(a - b) <= Fraction(1, 2 * 10**r.decimals):
                     return True  # the reference is a rounded value of the prediction
-            if p.decimals is not None and p.decimals >= 3 and r.decimals is None and b.denominator != 1:
-                if abs(a - b) < Fraction(1, 2 * 10 ** p.decimals):
+            if (
+                p.decimals is not None
+                and p.decimals >= 3
+                and r.decimals is None
+                and b.denominator != 1
+            ):
+                if abs(a - b) < Fraction(1, 2 * 10**p.decimals):
                     return True  # the prediction is the exact value rounded
     return False
 
@@ -490,15 +297,20 @@ def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
         (i1, lo1, hi1, body1), (i2, lo2, hi2, body2) = sums
         if i1 != i2:
             return False
-        return (atoms_equal(lo1, lo2, ctx) and atoms_equal(hi1, hi2, ctx)
-                and atoms_equal(body1, body2, ctx))
+        return (
+            atoms_equal(lo1, lo2, ctx)
+            and atoms_equal(hi1, hi2, ctx)
+            and atoms_equal(body1, body2, ctx)
+        )
     if too_complex(p) or too_complex(r):
         STATS.add("refused")
         return False
     p_dec = np_.decimals if np_ is not None else None
     r_dec = nr.decimals if nr is not None else None
     # a bare variable vs a number (or two different bare variables) cannot be equal
-    if (np_ is not None and re.fullmatch(r"[a-zA-Z]", r)) or (nr is not None and re.fullmatch(r"[a-zA-Z]", p)):
+    if (np_ is not None and re.fullmatch(r"[a-zA-Z]", r)) or (
+        nr is not None and re.fullmatch(r"[a-zA-Z]", p)
+    ):
         return False
     fast = fast_equal(p, r, p_dec, r_dec)
     if fast is not None:
@@ -563,7 +375,7 @@ def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, bool]:
     if mr:
         mp = _CHOICE_PRED.fullmatch(p)
         letter = (mp.group(1) or mp.group(2)).upper() if mp else None
-        if mp and re.search(r"(?<![A-Za-z])\(?[A-E]\)?(?![A-Za-z])", p[mp.end(1) + 1:]):
+        if mp and re.search(r"(?<![A-Za-z])\(?[A-E]\)?(?![A-Za-z])", p[mp.end(1) + 1 :]):
             letter = None  # "(C) or (D)": a hedge is no answer
         return letter == mr.group(1), False
     try:
@@ -582,7 +394,7 @@ def answer_key(answer: str | None) -> str | None:
     if not s:
         return None
     node = parse_structure(s) if len(s) <= MAX_ANSWER_CHARS else Node("atom", s)
-    node = _drop_lhs(node)
+    node = drop_lhs(node)
     return _node_key(node)
 
 

@@ -37,8 +37,11 @@ class _Worker:
         env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "aimo3_recipe.evaluation.worker_pool"],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
-            env=env, close_fds=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+            close_fds=True,
         )
         self._buf = b""
         reply = self._read(time.monotonic() + STARTUP_TIMEOUT_S)
