@@ -339,3 +339,38 @@ def test_end_to_end_through_vllm(tmp_path, shared_data, request):
     main(EvalConfig(**{**kw, "output_dir": str(tmp_path / "v2")}), engine=engine)
     again = _samples(tmp_path / "v2")
     assert all(again[k]["completion"] == r["completion"] for k, r in recs.items() if k[0] == "greedy")
+
+
+@pytest.mark.slow
+def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path, tiny_model_dir, bench_file):
+    """The acceptance test as a user would do it: kill -9 the CLI midway, rerun the command."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def cmd(out):
+        return [sys.executable, "-m", "aimo3_recipe.evaluation.evaluate", "--model",
+                str(tiny_model_dir), "--benchmark", str(bench_file), "--strategy",
+                "majority_vote", "--num-samples", "2", "--temperature", "1.0", "--batch-size", "1",
+                "--max-new-tokens", "24", "--device", "cpu", "--output-dir", str(out)]
+
+    env = {**os.environ, "AIMO3_PROGRESS": "0"}
+    subprocess.run(cmd(tmp_path / "full"), check=True, env=env, capture_output=True)
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(cmd(out), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = out / "samples.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        if samples.exists() and len(samples.read_text().splitlines()) > 1 + 10 + 4:
+            break  # the greedy pass and two sampled problems are written
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (out / "results.json").exists()
+    subprocess.run(cmd(out), check=True, env=env, capture_output=True)
+    resumed = json.loads((out / "results.json").read_text())
+    full = json.loads((tmp_path / "full" / "results.json").read_text())
+    assert resumed["resume"]["samples_resumed"] >= 14
+    assert _strip_volatile(resumed) == _strip_volatile(full)

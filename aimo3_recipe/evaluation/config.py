@@ -15,7 +15,7 @@ class EvalConfig:
     num_samples: int = 1  # samples per problem (self-consistency N)
     max_problems: int | None = None  # evaluate only the first N problems
     max_new_tokens: int | None = None  # None: the benchmark's default
-    temperature: float = 0.7  # sampling temperature when num_samples > 1
+    temperature: float = 0.7  # temperature of the sampled pass (the greedy pass uses 0)
     top_p: float = 0.95  # nucleus sampling
     use_vllm: bool = False  # vLLM engine instead of transformers
     batch_size: int = 8  # prompts per generation batch
