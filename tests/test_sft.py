@@ -167,3 +167,18 @@ def test_pack_length():
     assert pack_length(config, [10, 40, 30]) == 40  # the longest example
     assert pack_length(TrainConfig(max_seq_length=100, pack_length=64), [10, 40]) == 64
     assert pack_length(TrainConfig(max_seq_length=50, pack_length=64), [10, 40]) == 50
+
+
+@pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"),
+                                       ("deepspeed_zero3", "DEEPSPEED")])
+def test_shipped_accelerate_configs_load(name, kind):
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    path = Path(__file__).resolve().parents[1] / "configs" / "accelerate" / f"{name}.yaml"
+    config = load_config_from_file(str(path))
+    assert config.distributed_type.name == kind and config.mixed_precision == "bf16"
+    if kind == "DEEPSPEED":
+        assert config.deepspeed_config["zero_stage"] == 3
+        assert config.deepspeed_config["zero3_save_16bit_model"]  # plain weights on save
+    if kind == "FSDP":
+        assert config.fsdp_config["fsdp_state_dict_type"] == "FULL_STATE_DICT"

@@ -155,17 +155,32 @@ def pack_length(config: TrainConfig, lengths: Sequence[int]) -> int:
     return min(wanted, config.max_seq_length)
 
 
+def build_trainer(config: TrainConfig, args, model, tokenizer, dataset,
+                  callbacks: Sequence[Any] = ()):
+    """SFTTrainer over a tokenized dataset (`input_ids`, `labels`), packed when the model's
+    attention keeps packed examples apart. Returns (trainer, collator, layout)."""
+    from trl import SFTTrainer
+
+    from aimo3_recipe.training.packing import SFTCollator, pack_dataset
+
+    layout = _packing_layout(model, config)
+    if layout != "padded":
+        dataset = pack_dataset(dataset, pack_length(config, [len(x) for x in dataset["input_ids"]]))
+    collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, layout=layout)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
+                         processing_class=tokenizer, peft_config=lora_config(config),
+                         callbacks=list(callbacks))
+    return trainer, collator, layout
+
+
 def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
             callbacks: Sequence[Any] = ()) -> Path:
     """Train one SFT stage; returns the final model folder (`<output_dir>/<stage>/model`).
 
     `callbacks` are extra transformers TrainerCallbacks (tests use one to stop mid-run).
     """
-    from trl import SFTTrainer
-
     from aimo3_recipe.models import load_tokenizer, select_device, select_dtype
     from aimo3_recipe.training.metrics_callback import MetricsCallback
-    from aimo3_recipe.training.packing import SFTCollator, pack_dataset
     from aimo3_recipe.training.sft_data import default_dataset, load_records, tokenize_records
     from aimo3_recipe.utils.ml_log import MetricsLogger
 
@@ -184,18 +199,12 @@ def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
     records = load_records(dataset_name, config.max_samples, config.seed)
     dataset, stats = tokenize_records(records, tokenizer, mode, config.max_seq_length)
     model = _load_model(base, config, device, dtype)
-    layout = _packing_layout(model, config)
-    if layout != "padded":
-        dataset = pack_dataset(dataset, pack_length(config, [len(x) for x in dataset["input_ids"]]))
-    collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, layout=layout)
+    trainer, collator, layout = build_trainer(config, args, model, tokenizer, dataset, callbacks)
 
     logger = MetricsLogger(dirs["root"], config.report_to, resume=resume_from is not None,
                            config={"train": resolved, "data": stats, "packing_layout": layout})
     try:
-        trainer = SFTTrainer(model=model, args=args, train_dataset=dataset,
-                             data_collator=collator, processing_class=tokenizer,
-                             peft_config=lora_config(config),
-                             callbacks=[MetricsCallback(logger, collator), *callbacks])
+        trainer.add_callback(MetricsCallback(logger, collator))
         if resume_from:
             notice(f"resuming {config.stage} from {resume_from}")
         trainer.train(resume_from_checkpoint=resume_from)
