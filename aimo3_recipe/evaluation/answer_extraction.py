@@ -65,7 +65,8 @@ def _boxes(text: str) -> list[tuple[int, int, str | None]]:
 # what may stand between boxes that together form one answer: `\boxed{1}, \boxed{2}`,
 # `\boxed{1} and \boxed{2}`, `\boxed{x=1} \quad \text{and} \quad \boxed{y=2}`
 _JOIN_GAP = re.compile(
-    r"(?:\s|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;: ]|,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\}|~)*"
+    r"(?:\s|\$|\\[()\[\]]|\\quad|\\qquad|\\[,;: ]|,|;|\band\b|\bor\b|\\text\{\s*(?:and|or|,)?\s*\}|~"
+    r"|[A-Za-z](?:_\{?\w+\}?)?\s*=)*"  # `x_1 = \boxed{1} and x_2 = \boxed{2}`
 )
 
 
@@ -97,7 +98,7 @@ _GSM = re.compile(r"####\s*([^\n]+)")
 _MATH_SPAN = re.compile(
     r"\$\$(.+?)\$\$|(?<!\\)\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL
 )
-_NUMBER = re.compile(r"(?<![A-Za-z\d.])-?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?![A-Za-z\d])")
+_NUMBER = re.compile(r"(?<![A-Za-z\d.])-?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)")
 
 
 def _after_phrase(rest: str) -> str | None:

@@ -34,6 +34,9 @@ def parse_latex(s: str) -> Basic:
         equations=False,
     )
     expr = latex2sympy(s, is_real=True, convert_degrees=False, normalization_config=cfg)
+    if isinstance(expr, sympy.MatrixExpr):  # A + B, A B of explicit matrices
+        expr = expr.doit()
+        expr = expr.as_explicit() if isinstance(expr, sympy.MatrixExpr) else expr
     if not isinstance(expr, (sympy.Expr, sympy.MatrixBase)):
         raise ValueError(f"not a plain expression: {type(expr).__name__}")
     return expr
