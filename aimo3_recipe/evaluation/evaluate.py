@@ -187,7 +187,8 @@ def _run_genselect(problems: list[EvalProblem], store: SampleStore, engine: Engi
         confidences = [math.exp(s["mean_logprob"]) if s["mean_logprob"] is not None else 1.0
                        for s in samples]
         t0 = time.time()
-        rep = genselect(engine, lambda msg: _chat(engine.tokenizer, msg), prob.problem,
+        tokenizer = engine.tokenizer
+        rep = genselect(engine, lambda msg, tok=tokenizer: _chat(tok, msg), prob.problem,
                         [s["completion"] for s in samples], [s["answer_key"] for s in samples],
                         confidences, seed=batch_seed(config.seed, "selection", prob.index))
         chosen = samples[rep.chosen] if rep.chosen is not None else None

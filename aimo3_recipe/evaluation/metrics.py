@@ -224,7 +224,7 @@ def summarize(rows_P: Sequence[dict], *, ks: Sequence[int] | None = None,
                           f"maj@{n}": float(np.mean(maj_P)),
                           f"pass@{n}": mean_pass_at_k(correct_P_N, n)}
         if breakdown:  # the full report; breakdown rows only need the headline numbers
-            boot = dict(confidence=confidence, num_resamples=bootstrap_resamples, seed=seed)
+            boot = {"confidence": confidence, "num_resamples": bootstrap_resamples, "seed": seed}
             curve = accuracy_curve(keys_P_N, correct_P_N, sample_counts(ks, n), seed=seed)
             out["sampled"].update({
                 "pass@1_ci": bootstrap_interval(pass1_P, **boot),

@@ -21,6 +21,10 @@ def _pct(x: float | None) -> str:
     return "–" if x is None else f"{100 * x:.1f}"
 
 
+def _ci(ci: Any) -> str:
+    return f"[{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else ""
+
+
 def _pct_ci(x: float | None, ci: Any) -> str:
     if x is None:
         return "–"
@@ -104,32 +108,32 @@ def _breakdown(title: str, groups: dict[str, dict]) -> list[str]:
 
 def render_markdown(results: dict, plot_name: str | None = PLOT_NAME) -> str:
     m = results["metrics"]
-    conf = int(round(100 * results["config"].get("confidence", 0.95)))
-    lines = [f"# Evaluation: {results['model']} on {results['benchmark']['name']}", "",
-             f"{results['benchmark'].get('description', '')}. Strategy `{results['strategy']}`, "
+    conf = round(100 * results["config"].get("confidence", 0.95))
+    intro = (f"{results['benchmark'].get('description', '')}. Strategy `{results['strategy']}`, "
              f"max {results['benchmark']['max_tokens']} new tokens, seed "
-             f"{results['config'].get('seed')}. Accuracies in %.", "",
+             f"{results['config'].get('seed')}. Accuracies in %.")
+    lines = [f"# Evaluation: {results['model']} on {results['benchmark']['name']}", "", intro, "",
              "## Results", "", results_table([results]), "",
              f"## Accuracy with {conf}% intervals", "",
              "| metric | accuracy | interval |", "|---|---|---|"]
     if "greedy" in m:
         lines.append(f"| greedy | {_pct(m['greedy']['accuracy'])} | "
-                     f"{_pct_ci(m['greedy']['accuracy'], m['greedy']['ci']).split(' ', 1)[1]} (Wilson) |")
+                     f"{_ci(m['greedy']['ci'])} (Wilson) |")
     if "sampled" in m:
         s, n = m["sampled"], m["sampled"]["num_samples"]
         for key in ("pass@1", f"maj@{n}"):
             lines.append(f"| {key} | {_pct(s[key])} | "
-                         f"{_pct_ci(s[key], s[key + '_ci']).split(' ', 1)[1]} (bootstrap) |")
+                         f"{_ci(s[key + '_ci'])} (bootstrap) |")
         for k, v in s.get("curve", {}).items():
             if k not in ("1", str(n)):
                 lines.append(f"| pass@{k} / maj@{k} | {_pct(v['pass'])} / {_pct(v['maj'])} | |")
         lines.append(f"| pass@{n} | {_pct(s[f'pass@{n}'])} | |")
     if "strategy" in m:
         lines.append(f"| {results['strategy']} (chosen answer) | {_pct(m['strategy']['accuracy'])} | "
-                     f"{_pct_ci(m['strategy']['accuracy'], m['strategy']['ci']).split(' ', 1)[1]} (Wilson) |")
-    lines += ["", "maj@k is the expected majority-vote accuracy over k-subsets of the samples, "
-              "with a tie scored 1/t; the strategy row uses the deterministic first-seen "
-              "tie-break of the solver.", ""]
+                     f"{_ci(m['strategy']['ci'])} (Wilson) |")
+    lines += ["", ("maj@k is the expected majority-vote accuracy over k-subsets of the samples, "
+                   "with a tie scored 1/t; the strategy row uses the deterministic first-seen "
+                   "tie-break of the solver."), ""]
     diag = _diagnostics(m)
     if diag:
         lines += ["## Format, length and tool use", ""] + diag + [""]
@@ -138,15 +142,15 @@ def render_markdown(results: dict, plot_name: str | None = PLOT_NAME) -> str:
             lines += _breakdown(field, m[f"by_{field}"])
     t = results.get("timing", {})
     tps = t.get("tokens_per_second")
-    lines += ["## Timing", "",
-              f"wall {t.get('wall_seconds', 0):.1f} s this run; generation "
+    timing = (f"wall {t.get('wall_seconds', 0):.1f} s this run; generation "
               f"{t.get('generation_seconds_all_runs', 0):.1f} s over all runs, "
               f"{t.get('completion_tokens', 0)} completion tokens"
-              + (f" ({tps:.1f} tok/s)" if tps else "") + ".", ""]
+              + (f" ({tps:.1f} tok/s)" if tps else "") + ".")
+    lines += ["## Timing", "", timing, ""]
     r = results.get("resume", {})
     if r.get("samples_resumed"):
-        lines += [f"Resumed: {r['samples_resumed']} completions reused from an earlier run, "
-                  f"{r['samples_generated']} generated now.", ""]
+        lines += [(f"Resumed: {r['samples_resumed']} completions reused from an earlier run, "
+                   f"{r['samples_generated']} generated now."), ""]
     if plot_name and "sampled" in m:
         lines += [f"![accuracy vs samples]({plot_name})", ""]
     return "\n".join(lines)
