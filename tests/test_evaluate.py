@@ -374,3 +374,20 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path, tiny_model_di
     full = json.loads((tmp_path / "full" / "results.json").read_text())
     assert resumed["resume"]["samples_resumed"] >= 14
     assert _strip_volatile(resumed) == _strip_volatile(full)
+
+
+def test_report_cli_merges_runs_into_one_table(tmp_path, bench_file, tiny_tokenizer, capsys):
+    from aimo3_recipe.evaluation import report
+
+    a = main(_config(bench_file, tmp_path / "a", strategy="greedy", num_samples=1,
+                     max_problems=4), engine=FakeEngine(tiny_tokenizer))
+    b = main(_config(bench_file, tmp_path / "b", max_problems=4), engine=FakeEngine(tiny_tokenizer))
+    assert report.cli([str(tmp_path / "a"), str(tmp_path / "b" / "results.json"), "-o",
+                       str(tmp_path / "t.md")]) == 0
+    rows = (tmp_path / "t.md").read_text().splitlines()
+    assert len(rows) == 4 and rows[0].startswith("| Model | Benchmark |")
+    greedy_a = f"{100 * a['metrics']['greedy']['accuracy']:.1f}"
+    maj_b = f"{100 * b['metrics']['sampled']['maj@4']:.1f} (N=4)"
+    assert rows[2].split(" | ")[3:5] == [greedy_a, "–"]
+    assert rows[3].split(" | ")[4] == maj_b
+    assert report.cli([str(tmp_path / "missing")]) == 2

@@ -129,3 +129,11 @@ def test_group_indices_natural_order_and_missing_labels():
     labels = ["Level 10", "Level 2", None, "Level 2", ""]
     assert M.group_indices(labels) == {"Level 2": [1, 3], "Level 10": [0]}
     assert M.rate([True, False, True, True]) == 0.75 and M.rate([]) == 0.0
+
+
+def test_mean_interval_never_collapses_on_all_zero_or_all_one():
+    assert M.mean_interval([0.0] * 30) == M.wilson_interval(0, 30)
+    lo, hi = M.mean_interval([1.0] * 30)
+    assert hi == 1.0 and lo < 1.0
+    mixed = [0.25, 0.5, 0.0, 1.0, 0.75]
+    assert M.mean_interval(mixed, seed=2) == M.bootstrap_interval(mixed, seed=2)

@@ -133,6 +133,17 @@ def bootstrap_interval(scores_P: Sequence[float], *, confidence: float = 0.95,
     return (float(lo), float(hi))
 
 
+def mean_interval(scores_P: Sequence[float], *, confidence: float = 0.95,
+                  num_resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Interval for a mean of per-problem scores in [0, 1]: the bootstrap, except when every
+    problem scored 0 (or every one 1), where the bootstrap collapses to a point and would
+    claim certainty from 30 problems; there the Wilson interval of the proportion is used."""
+    x = [float(v) for v in scores_P]
+    if x and (all(v == 0.0 for v in x) or all(v == 1.0 for v in x)):
+        return wilson_interval(sum(x), len(x), confidence)
+    return bootstrap_interval(x, confidence=confidence, num_resamples=num_resamples, seed=seed)
+
+
 def sample_counts(ks: Sequence[int] | None, n: int) -> list[int]:
     """The k values to report for N samples: powers of two up to N, plus N itself."""
     if ks:
@@ -227,8 +238,8 @@ def summarize(rows_P: Sequence[dict], *, ks: Sequence[int] | None = None,
             boot = {"confidence": confidence, "num_resamples": bootstrap_resamples, "seed": seed}
             curve = accuracy_curve(keys_P_N, correct_P_N, sample_counts(ks, n), seed=seed)
             out["sampled"].update({
-                "pass@1_ci": bootstrap_interval(pass1_P, **boot),
-                f"maj@{n}_ci": bootstrap_interval(maj_P, **boot),
+                "pass@1_ci": mean_interval(pass1_P, **boot),
+                f"maj@{n}_ci": mean_interval(maj_P, **boot),
                 "curve": {str(k): v for k, v in curve.items()},
                 **completion_stats([x for s in sampled for x in s[:n]]),
             })
