@@ -391,3 +391,32 @@ def test_report_cli_merges_runs_into_one_table(tmp_path, bench_file, tiny_tokeni
     assert rows[2].split(" | ")[3:5] == [greedy_a, "–"]
     assert rows[3].split(" | ")[4] == maj_b
     assert report.cli([str(tmp_path / "missing")]) == 2
+
+
+class FixedEngine:
+    """Answers every prompt with the same text."""
+
+    def __init__(self, tokenizer, text):
+        self.tokenizer, self.text = tokenizer, text
+
+    def generate(self, prompts, config):
+        return [[Completion(self.text, [1, 2], None, "stop")] * config.n for _ in prompts]
+
+
+def test_aimo_benchmark_grades_modulus_aware(tmp_path, tiny_tokenizer):
+    csv = tmp_path / "reference.csv"
+    csv.write_text('id,problem,answer\n'
+                   'r1,"Find the remainder when $2^{20}$ is divided by $1000$.",576\n'
+                   'r2,"How many positive divisors does $1048576$ have?",21\n')
+    kw = dict(benchmark="aimo", data_file=str(csv), strategy="greedy", num_samples=1,
+              progress=False)
+    # 2^20 = 1048576: right for r1 once reduced mod 1000, wrong for r2 (and out of 0..99999)
+    main(EvalConfig(output_dir=str(tmp_path / "a"), **kw),
+         engine=FixedEngine(tiny_tokenizer, "So \\boxed{1048576}."))
+    recs = _samples(tmp_path / "a")
+    assert [recs[("greedy", i, 0)]["correct"] for i in (0, 1)] == [True, False]
+    assert "between 0 and 99999" in recs[("greedy", 0, 0)]["prompt"]
+    res = main(EvalConfig(output_dir=str(tmp_path / "b"), **kw),
+               engine=FixedEngine(tiny_tokenizer, "So \\boxed{21}."))
+    assert res["metrics"]["greedy"]["accuracy"] == 0.5
+    assert res["benchmark"]["answer_type"] == "aimo"
