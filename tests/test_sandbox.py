@@ -39,9 +39,13 @@ def test_preloaded_modules(pool):
 
 
 def test_short_traceback_keeps_only_the_cell(pool):
-    r = pool.run("def f(a):\n    return 1 / a\nf(0)")
+    with pool.session() as s:
+        s.run("def f(a):\n    return 1 / a")
+        r = s.run("x = 1\nf(0)")
     assert not r.ok and r.error == "ZeroDivisionError: division by zero"
-    assert 'File "<cell>", line 3' in r.output and 'File "<cell>", line 2, in f' in r.output
+    # the frame from cell 1 shows cell 1's line, not the current cell's
+    assert 'File "<cell 2>", line 2' in r.output and "    f(0)" in r.output
+    assert 'File "<cell 1>", line 2, in f\n    return 1 / a' in r.output
     assert "sandbox_worker" not in r.output and "code_execution" not in r.output
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 import time
 import uuid
 
@@ -220,3 +222,28 @@ def test_leftover_child_processes(pool):
                     assert tag.encode() not in f.read(), "a sleep escaped the sandbox"
             except OSError:
                 pass
+
+
+def test_host_death_leaves_nothing_behind(tmp_path):
+    script = tmp_path / "host.py"
+    script.write_text(
+        "from aimo3_recipe.utils.code_execution import SandboxPool\n"
+        "pool = SandboxPool(size=1, spares=2)\n"
+        "s = pool.session()\n"
+        "print(pool._proc.pid, pool._dir, flush=True)\n"
+        "s.run('while True: pass')\n")
+    host = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    template, base = host.stdout.readline().split()
+    time.sleep(1.0)  # the cell is spinning now
+    before = _descendants(int(template)) + [int(template)]
+    assert len(before) >= 7  # template + 3 sessions x (supervisor, init, runner)
+    host.kill()
+    host.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        alive = [p for p in before if os.path.exists(f"/proc/{p}")]
+        if not alive and not os.path.exists(base):
+            break
+        time.sleep(0.1)
+    assert not alive, f"left running after the host died: {alive}"
+    assert not os.path.exists(base)

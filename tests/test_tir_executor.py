@@ -249,10 +249,10 @@ class _MinimalHFEngine:
         return out
 
 
-def test_tiny_random_model_end_to_end(pool, tiny_model_dir):
-    from aimo3_recipe.models import load_model, load_tokenizer
+def test_tiny_random_model_end_to_end(pool, tiny_tokenizer):
+    from aimo3_recipe.testing import make_tiny_model
 
-    tok, model = load_tokenizer(str(tiny_model_dir)), load_model(str(tiny_model_dir))
+    tok, model = tiny_tokenizer, make_tiny_model(tiny_tokenizer)
     try:
         from aimo3_recipe.inference.hf_engine import HFEngine
 

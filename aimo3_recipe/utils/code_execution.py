@@ -151,6 +151,7 @@ class Session:
         self._status_buf = b""
         self._data_buf = b""
         self._status_eof = False
+        self._ready = False  # the cell runner said hello (its set-up is done)
         self._exit_code: int | None = None
         self.namespaces: bool | None = None
         self.landlock: int | None = None
@@ -162,7 +163,7 @@ class Session:
         self._data, theirs_data = socket.socketpair()
         self._status, theirs_status = socket.socketpair()
         self._pid = self._pidfd = self._exit_code = None
-        self._status_eof = False
+        self._status_eof = self._ready = False
         self._status_buf = self._data_buf = b""
         self.pool._spawn_session(theirs_data, theirs_status)
         theirs_data.close()
@@ -251,7 +252,8 @@ class Session:
     def _recv_result(self, deadline: float) -> dict | str:
         """The next message from the cell runner, or "timeout" / "dead" / "protocol"."""
         assert self._data is not None and self._status is not None
-        limit = self.cfg.max_output_chars * 4 + 65536
+        # output + traceback, each up to max_output_chars, JSON-escaped (<= 12 bytes a char)
+        limit = self.cfg.max_output_chars * 32 + 65536
         while True:
             if len(self._data_buf) >= 4:
                 n = struct.unpack(">I", self._data_buf[:4])[0]
@@ -289,25 +291,49 @@ class Session:
             raise RuntimeError("Session.run() on a closed session; open a new pool.session()")
         if self._data is None:
             self._spawn()
-        with self.pool._slots:
+        failed = self._wait_ready()
+        if failed is not None:
+            return failed
+        with self.pool._slots:  # the cell's clock starts once it has a slot
             t0 = time.monotonic()
             return self._run_locked(code, t0)
+
+    def _wait_ready(self) -> ExecResult | None:
+        """Wait for a new process's hello, outside the cell's clock: on a loaded machine a
+        fork can take longer than a cell is allowed to."""
+        if self._ready:
+            return None
+        t0 = time.monotonic()
+        msg = self._recv_result(t0 + _START_TIMEOUT_S)
+        if isinstance(msg, dict) and msg.get("type") == "hello":
+            self.landlock = int(msg.get("landlock") or 0)
+            self._ready = True
+            return None
+        why = (_death_message(self._exit_code if self._exit_code is not None else -1, self.cfg)
+               if msg == "dead" else f"no start-up message: {msg}")
+        self.restart()
+        text = f"Error: the sandbox session did not start ({why}); it was restarted."
+        return ExecResult(text, ok=False, error=why, duration_s=time.monotonic() - t0,
+                          restarted=True)
 
     def _run_locked(self, code: str, t0: float) -> ExecResult:
         cfg = self.cfg
         payload = json.dumps({"code": code}).encode()
+        assert self._data is not None
+        self._data_buf = b""  # anything the previous cell wrote after its result is not ours
+        self._data.setblocking(False)
         try:
-            assert self._data is not None
+            while self._data.recv(1 << 20):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+        self._data.settimeout(cfg.timeout_s)
+        try:
             self._data.sendall(struct.pack(">I", len(payload)) + payload)
         except OSError:
-            pass  # the runner died between cells; _recv_result reports it
+            pass  # the runner died (or stopped reading) between cells; _recv_result reports it
         deadline = t0 + cfg.timeout_s
-        while True:
-            msg = self._recv_result(deadline)
-            if isinstance(msg, dict) and msg.get("type") == "hello":
-                self.landlock = int(msg.get("landlock") or 0)
-                continue
-            break
+        msg = self._recv_result(deadline)
         dt = time.monotonic() - t0
         if msg == "timeout":
             self.restart()

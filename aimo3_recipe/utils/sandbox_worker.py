@@ -42,7 +42,7 @@ PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAPBSET_DROP = 24
-CELL_FILE = "<cell>"
+CELL_PREFIX = "<cell "  # cell N of a session is compiled as "<cell N>"
 
 
 # ---------------------------------------------------------------- framing
@@ -183,8 +183,13 @@ class _CappedWriter(io.TextIOBase):
     def __init__(self, limit: int):
         self.limit, self.parts, self.size, self.dropped = limit, [], 0, 0
 
+    encoding = "utf-8"
+
     def writable(self) -> bool:
         return True
+
+    def fileno(self) -> int:  # e.g. subprocess.run(..., stdout=sys.stdout): the captured fd 1
+        return 1
 
     def write(self, s: str) -> int:
         if not isinstance(s, str):
@@ -204,25 +209,29 @@ def _short_traceback(exc: BaseException) -> str:
     """Only the frames of the model's own cell, then the error line."""
     if isinstance(exc, SyntaxError):
         return "".join(traceback.format_exception_only(type(exc), exc)).rstrip()
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == CELL_FILE]
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if f.filename.startswith(CELL_PREFIX)]
     lines = ["Traceback (most recent call last):"] if frames else []
     lines += [ln.rstrip() for ln in traceback.format_list(frames)]
     lines.append("".join(traceback.format_exception_only(type(exc), exc)).rstrip())
     return "\n".join(lines)
 
 
-def _run_cell(code: str, env: dict) -> object:
-    """exec the cell; the value of a last bare expression is returned for printing."""
+def _run_cell(code: str, env: dict, index: int) -> object:
+    """exec the cell; the value of a last bare expression is returned for printing. Each cell
+    gets its own file name, so a traceback through a function from an earlier cell shows that
+    cell's line, not the current cell's."""
     import linecache
 
-    linecache.cache[CELL_FILE] = (len(code), None, code.splitlines(True), CELL_FILE)
-    tree = ast.parse(code, CELL_FILE)
+    name = f"<cell {index}>"
+    linecache.cache[name] = (len(code), None, code.splitlines(True), name)
+    tree = ast.parse(code, name)
     last = None
     if tree.body and isinstance(tree.body[-1], ast.Expr):
         last = ast.Expression(tree.body.pop().value)
-    exec(compile(tree, CELL_FILE, "exec"), env)  # noqa: S102 - running it is the point
+    exec(compile(tree, name, "exec"), env)  # noqa: S102 - running it is the point
     if last is not None:
-        return eval(compile(last, CELL_FILE, "eval"), env)
+        return eval(compile(last, name, "eval"), env)
     return None
 
 
@@ -280,6 +289,7 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
     _drop_capabilities()
     send_msg(sock, {"type": "hello", "landlock": landlock})
     writer = _CappedWriter(cfg["max_output_chars"])
+    cell_no = 0
     while True:
         req = recv_msg(sock)
         if req is None:
@@ -291,7 +301,8 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
         resource.setrlimit(resource.RLIMIT_CPU, (soft, hard_cpu))
         ok, error, tb = True, None, ""
         try:
-            value = _run_cell(req["code"], env)
+            cell_no += 1
+            value = _run_cell(req["code"], env, cell_no)
             if value is not None:
                 print(repr(value))
         except SystemExit as e:  # sys.exit() ends the cell, not the session
@@ -418,27 +429,54 @@ def _template(ctl: socket.socket, cfg: dict) -> None:
     import sympy
 
     sympy.simplify(sympy.Symbol("x") ** 2 - 1)  # fault in sympy's lazily built caches
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # sessions' supervisors reap themselves
     send_msg(ctl, {"type": "hello", "landlock_abi": landlock_abi(), "uid": os.geteuid()})
+    supervisors: set[int] = set()  # reaped only by us, so a pid here is never someone else's
+    signal.signal(signal.SIGCHLD, lambda *_: _reap(supervisors))  # no zombies lingering
     while True:
         try:
             msg, fds, _, _ = socket.recv_fds(ctl, 65536, 2)
         except OSError:
             break
+        _reap(supervisors)
         if not msg:
             break
         req = json.loads(msg)
         data = socket.socket(fileno=fds[0])
         status = socket.socket(fileno=fds[1])
-        if os.fork() == 0:
+        pid = os.fork()
+        if pid == 0:
             ctl.close()
             try:
                 _supervisor(data, status, cfg, req["tmp"], env)
             finally:
                 os._exit(1)
+        supervisors.add(pid)
         data.close()
         status.close()
+    # the host closed the pool or died: kill every session (their trees follow through
+    # parent-death signals and pid namespaces) and remove the pool's directory
+    import shutil
+
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    for pid in list(supervisors):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    time.sleep(0.1)
+    shutil.rmtree(os.getcwd(), ignore_errors=True)
     os._exit(0)
+
+
+def _reap(pids: set[int]) -> None:
+    try:
+        while True:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+            if pid == 0:
+                return
+            pids.discard(pid)
+    except ChildProcessError:
+        return
 
 
 def main() -> None:
