@@ -147,3 +147,30 @@ def test_closed_session_raises_with_advice(pool):
     s.close()
     with pytest.raises(RuntimeError, match="new pool.session"):
         s.run("1")
+
+
+def test_without_namespaces_leftovers_are_still_killed():
+    """The fallback where the kernel refuses user namespaces: a subreaper kills what is left."""
+    import os
+    import time
+
+    tag = f"{os.getpid() % 1000 + 3000}.25"
+    cfg = SandboxConfig(timeout_s=3, namespaces=False)
+    with SandboxPool(size=1, config=cfg, spares=0) as p:
+        assert p.features["namespaces"] is False
+        with p.session() as s:
+            r = s.run(f"import os\nif os.fork() == 0:\n    os.setsid()\n"
+                      f"    os.execvp('sleep', ['sleep', '{tag}'])\nimport time\ntime.sleep(0.2)")
+            assert r.restarted
+    time.sleep(0.2)
+    for name in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{name}/cmdline", "rb") as f:
+                assert tag.encode() not in f.read()
+        except OSError:
+            pass
+
+
+def test_strict_refuses_missing_layers():
+    with pytest.raises(RuntimeError, match="strict=True"):
+        SandboxPool(size=1, config=SandboxConfig(landlock=False, strict=True), spares=0)
