@@ -93,8 +93,8 @@ def run_variant(variant: str, opts: argparse.Namespace) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="default", help="model to train (default: embedded)")
-    parser.add_argument("--examples", type=int, default=32, help="training examples")
-    parser.add_argument("--max-length", type=int, default=1024, help="longest example")
+    parser.add_argument("--examples", type=int, default=24, help="training examples")
+    parser.add_argument("--max-length", type=int, default=768, help="longest example")
     parser.add_argument("--batch-size", type=int, default=4, help="rows per micro-batch")
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
     parser.add_argument("--threads", type=int, default=1,
@@ -110,11 +110,12 @@ def main() -> int:
     results = {}
     for variant in ("trl", "ours"):
         cmd = [sys.executable, __file__, "--variant", variant, *sys.argv[1:]]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+        proc = subprocess.run(cmd, check=False, capture_output=True, text=True, env=os.environ.copy())
         if proc.returncode != 0:
             print(proc.stderr[-3000:], file=sys.stderr)
             return proc.returncode
         results[variant] = json.loads(proc.stdout.strip().splitlines()[-1])
+        print(f"{variant}: {results[variant]}", flush=True)
     trl, ours = results["trl"], results["ours"]
     print(f"model={opts.model} examples={opts.examples} real_tokens={ours['real_tokens']} "
           f"batch={opts.batch_size} max_length={opts.max_length} device={ours['device']} "

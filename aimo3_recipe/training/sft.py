@@ -57,8 +57,8 @@ def validate(config: TrainConfig, mode: str) -> None:
          "set --num-epochs > 0 or --max-steps > 0"),
         (config.pack_length >= 0, f"--pack-length must be >= 0; got {config.pack_length}"),
         (not config.quant_bits or config.use_lora,
-         f"--quant-bits {config.quant_bits} (QLoRA) trains LoRA adapters on a frozen quantised "
-         "base: add --use-lora true or drop --quant-bits"),
+         (f"--quant-bits {config.quant_bits} (QLoRA) trains LoRA adapters on a frozen "
+          "quantised base: add --use-lora true or drop --quant-bits")),
         (config.save_steps > 0, f"--save-steps must be > 0; got {config.save_steps}"),
     ]
     for ok, message in checks:
