@@ -13,7 +13,13 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from aimo3_recipe.evaluation import verifier
-from aimo3_recipe.evaluation.answer_extraction import grade, verifier_stats, verify_answer, warm_up
+from aimo3_recipe.evaluation.answer_extraction import (
+    extract_answer,
+    grade,
+    verifier_stats,
+    verify_answer,
+    warm_up,
+)
 from aimo3_recipe.evaluation.worker_pool import WorkerTimeout, get_pool
 
 # needs the sympy worker: our mpmath fast path leaves x^{2/3} vs cbrt(x)^2 to sympy
@@ -51,6 +57,24 @@ def test_adversarial_inputs_end_fast_as_not_equal(pred, ref):
     t0 = time.monotonic()
     assert verify_answer(pred, ref, timeout=1.0) is False
     assert time.monotonic() - t0 < 3.0  # limit + slack for a loaded 2-core CI machine
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "\\boxed{" * 20000,  # quadratic brace matching would take minutes
+        "\\boxed{1}" * 20000,
+        "\\boxed{\\boxed{" * 10000 + "}" * 19999,
+        "\\boxed{1}" + " ," * 50000 + "X\\boxed{2}",
+        "{" * 100000,
+        "The answer is " + "$" * 50000,
+        "1" * 100000,
+    ],
+)
+def test_adversarial_completions_extract_fast(text):
+    t0 = time.monotonic()
+    extract_answer(text)
+    assert time.monotonic() - t0 < 3.0
 
 
 def test_hard_timeout_kills_the_worker_and_is_counted_not_raised():

@@ -39,26 +39,45 @@ __all__ = [
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
 
 
-def _boxes(text: str) -> list[tuple[int, int, str | None]]:
-    """(start, end, content or None if unclosed/empty) of every box, in order."""
-    out: list[tuple[int, int, str | None]] = []
+def _brace_matches(text: str) -> dict[int, int]:
+    """Position of each `{` -> position of its `}` (unclosed ones absent), in one linear pass;
+    escaped `\\{` / `\\}` are not braces."""
+    match: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n and text[i + 1] in "{}":
+            i += 2
+            continue
+        if c == "{":
+            stack.append(i)
+        elif c == "}" and stack:
+            match[stack.pop()] = i
+        i += 1
+    return match
+
+
+def _boxes(text: str) -> list[tuple[int, int, int, int]]:
+    """(start, end, content start, content end) of every box, in order; content start -1 when
+    the box is unclosed. Linear time: contents are sliced only by the caller that needs them."""
+    out: list[tuple[int, int, int, int]] = []
+    match: dict[int, int] | None = None
     for m in _BOX_START.finditer(text):
         if m.group(1) is None:  # `\boxed 5`
-            tail = re.match(r"\s*([^\s$]+)", text[m.end() :])
-            out.append(
-                (m.start(), m.end() + (tail.end() if tail else 0), tail.group(1) if tail else None)
-            )
+            tail = re.match(r"\s*([^\s$]+)", text[m.end() : m.end() + 200])
+            if tail:
+                out.append((m.start(), m.end() + tail.end(), m.end() + tail.start(1), m.end() + tail.end()))
+            else:
+                out.append((m.start(), m.end(), -1, -1))
             continue
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\" and i + 1 < len(text) and text[i + 1] in "{}":
-                i += 2
-                continue
-            depth += (c == "{") - (c == "}")
-            i += 1
-        content = text[m.end() : i - 1].strip() if depth == 0 else None
-        out.append((m.start(), i, content or None))
+        if match is None:
+            match = _brace_matches(text)
+        close = match.get(m.end() - 1)
+        if close is None:
+            out.append((m.start(), len(text), -1, -1))
+        else:
+            out.append((m.start(), close + 1, m.end(), close))
     return out
 
 
@@ -76,13 +95,17 @@ def _last_box(text: str) -> tuple[bool, str | None]:
     boxes = _boxes(text)
     if not boxes:
         return False, None
-    start, _, content = boxes[-1]
-    if content is None:
+    start, _, c0, c1 = boxes[-1]
+    content = text[c0:c1].strip() if c0 >= 0 else ""
+    if not content:
         return True, None
     parts = [content]
-    for prev_start, prev_end, prev in reversed(boxes[:-1]):
+    for prev_start, prev_end, p0, p1 in reversed(boxes[:-1]):
         gap = text[prev_end:start]
-        if prev is None or "\n\n" in gap or not _JOIN_GAP.fullmatch(gap):
+        if p0 < 0 or prev_end > start or "\n\n" in gap or not _JOIN_GAP.fullmatch(gap):
+            break
+        prev = text[p0:p1].strip()
+        if not prev:
             break
         if prev != parts[-1]:  # a repeated box is one answer
             parts.append(prev)
