@@ -174,3 +174,26 @@ def test_without_namespaces_leftovers_are_still_killed():
 def test_strict_refuses_missing_layers():
     with pytest.raises(RuntimeError, match="strict=True"):
         SandboxPool(size=1, config=SandboxConfig(landlock=False, strict=True), spares=0)
+
+
+def test_process_limit(pool):
+    import os
+
+    if not (pool.features["pids_cgroup"] or (os.geteuid() != 0 and pool.features["namespaces"])):
+        pytest.skip(f"no process-count limit available here: {pool.features}")
+    code = ("import os, time\nn = 0\nfor _ in range(40):\n    try:\n        pid = os.fork()\n"
+            "    except BlockingIOError:\n        break\n    if pid == 0:\n        time.sleep(30)\n"
+            "        os._exit(0)\n    n += 1\nprint(n)")
+    with pool.session() as s:
+        r = s.run(code)
+    # the runner itself counts as one of max_processes
+    assert r.output.startswith(f"{pool.config.max_processes - 1}\n") and r.restarted
+
+
+def test_forked_child_does_not_answer_for_the_cell(pool):
+    with pool.session() as s:
+        s.run("state = 'kept'")
+        r = s.run("import os\nif os.fork() == 0:\n    print('child')\nelse:\n"
+                  "    os.wait()\n    print('parent')")
+        assert r.output == "parent\n" and not r.restarted
+        assert s.run("state").output == "'kept'\n"

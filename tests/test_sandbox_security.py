@@ -141,7 +141,8 @@ def test_no_network(pool):
 def test_fork_bomb(pool):
     _needs(pool, "namespaces")
     r = _attack(pool, "import os\nwhile True:\n    os.fork()")
-    assert not r.ok and (r.restarted or r.timed_out)
+    # stopped by the process limit (fork fails) or, failing that, by the wall clock
+    assert not r.ok and (r.timed_out or "BlockingIOError" in r.error)
 
 
 def test_memory_bomb(pool):

@@ -62,7 +62,6 @@ class TIRConfig:
     max_new_tokens: int | None = None  # model tokens per rollout, all rounds (None: sampling.max_tokens)
     max_rounds: int | None = None  # generate calls per rollout (None: 2 * max_tool_calls + 4)
     max_output_chars: int = 2000  # tool output put back into the context, per block
-    early_sessions: bool = True  # fork every rollout's session up front: it warms up while the model generates
     sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=10.0))  # per-cell limits
 
     def __post_init__(self) -> None:
@@ -223,9 +222,6 @@ def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
     rollouts = [[_Rollout(prompt=p, budget=total) for _ in range(sampling.n)] for p in prompts]
     flat = [r for group in rollouts for r in group]
     try:
-        if config.early_sessions:
-            for r in flat:
-                r.session = pool.session()
         with ThreadPoolExecutor(max_workers=max(1, pool.size * 2)) as cells:
             for round_idx in itertools.count():
                 active = [r for r in flat if not r.done]
@@ -261,6 +257,10 @@ def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
                     r.pending_code = None
                     r.turn_start = len(r.text)
                     _check_limits(r, max_rounds)
+                for r in active:  # a finished rollout frees its processes (~8 MB) right away
+                    if r.done and r.session is not None:
+                        r.session.close(wait=False)
+                        r.session = None
     finally:
         for r in flat:
             if r.session is not None:

@@ -22,9 +22,10 @@ What is covered (checked by tests/test_sandbox_security.py, on Linux):
   and it dies with the pool (parent-death signals) if the host dies.
 * Limits per cell: wall clock (`timeout_s`, enforced from the host with SIGKILL, so signal
   handlers cannot dodge it), CPU (`cpu_s`, RLIMIT_CPU; `session_cpu_s` in total), address
-  space (`memory_mb`, RLIMIT_AS: allocations fail with MemoryError), processes
-  (`max_processes`, RLIMIT_NPROC counted per user namespace), file size (`max_file_mb`), open
-  files (256), output (`max_output_chars`). Threads or child processes still running when a
+  space (`memory_mb`, RLIMIT_AS: allocations fail with MemoryError), processes+threads
+  (`max_processes`: a cgroup-v1 "pids" limit per session when the host runs as root, since
+  RLIMIT_NPROC never applies to uid 0; RLIMIT_NPROC per user namespace otherwise), file size
+  (`max_file_mb`), open files (256), output (`max_output_chars`). Threads or child processes still running when a
   cell ends restart the session.
 * Files: Landlock (kernel >= 5.13) allows reading only the Python installation and system
   libraries (/usr, /lib, ...) and writing only the session's own temp dir (removed at the end).
@@ -39,7 +40,9 @@ What is NOT covered:
 * Kernel exploits, CPU side channels, and syscalls in general (no seccomp filter).
 * Where user namespaces are disabled (some containers) the namespaces are skipped: processes
   are then killed through a subreaper instead, and the process limit is not applied (RLIMIT_NPROC
-  would count all the host user's processes). Where Landlock is missing files and TCP are not
+  would count all the host user's processes). As root without a writable cgroup-v1 pids
+  controller (e.g. pure cgroup v2) there is no process limit either: a fork bomb then runs
+  until the wall clock kills its pid namespace. Not tested as a non-root user here. Where Landlock is missing files and TCP are not
   restricted. `SandboxPool.features` says what is active; `SandboxConfig(strict=True)` refuses
   to start without all layers.
 * Memory is limited as address space per process, not as resident memory of the session.
@@ -203,6 +206,9 @@ class Session:
     def _kill(self, wait: bool = False) -> None:
         """SIGKILL the session's pid 1: the kernel then kills everything in its namespace.
         With `wait`, return only once the supervisor reports it all gone and cleaned up."""
+        if self._status is None:  # already torn down
+            self._teardown()
+            return
         deadline = time.monotonic() + 10.0
         while self._pid is None and not self._status_eof and time.monotonic() < deadline:
             self._pump_status(deadline - time.monotonic())
@@ -233,12 +239,13 @@ class Session:
         self._kill()
         self._spawn()
 
-    def close(self) -> None:
-        """Kill the session's processes and remove its temp dir (both done when this returns)."""
+    def close(self, wait: bool = True) -> None:
+        """Kill the session's processes and remove its temp dir; with `wait` (the default)
+        both are done when this returns, else they finish in the background."""
         if self.closed:
             return
         self.closed = True
-        self._kill(wait=True)
+        self._kill(wait=wait)
         with self.pool._ctl_lock:
             self.pool._sessions.discard(self)
 
@@ -412,7 +419,8 @@ class SandboxPool:
             self.close()
             raise RuntimeError(f"the sandbox template process did not start ({_WORKER}); run it "
                                "by hand to see its error")
-        self.features = {"landlock_abi": int(hello["landlock_abi"]) if self.config.landlock else 0}
+        self.features = {"landlock_abi": int(hello["landlock_abi"]) if self.config.landlock else 0,
+                         "pids_cgroup": bool(hello.get("pids_cgroup"))}
         with self.session() as s:  # probe what the kernel lets a session have
             r = s.run("1")
             self.features["namespaces"] = bool(s.namespaces)

@@ -289,7 +289,7 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
     _drop_capabilities()
     send_msg(sock, {"type": "hello", "landlock": landlock})
     writer = _CappedWriter(cfg["max_output_chars"])
-    cell_no = 0
+    cell_no, me = 0, os.getpid()
     while True:
         req = recv_msg(sock)
         if req is None:
@@ -315,6 +315,8 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
             error = (tb.splitlines()[-1] if tb else type(e).__name__)[:500]
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+        if os.getpid() != me:  # a child the cell forked got here: it must not answer the host
+            os._exit(1 if error else 0)
         limit = cfg["max_output_chars"]
         out, dropped = writer.getvalue(), writer.dropped
         size = os.lseek(fd_out, 0, os.SEEK_END)
@@ -339,6 +341,63 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
                         "error": error, "leftover": " and ".join(leftovers) or None})
         if leftovers:
             os._exit(0)  # the namespace dies with us: the session restarts clean
+
+
+# ---------------------------------------------------------------- process-count limit
+# RLIMIT_NPROC does not apply to processes of the real root user (even without capabilities),
+# so where we run as root a fork bomb is stopped by a cgroup (v1 "pids" controller) instead.
+def _pool_pids_cgroup() -> str | None:
+    """Create this pool's pids cgroup (under ours) if the kernel lets us; None if not."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            mine = next(line.strip().split(":", 2)[2] for line in f
+                        if line.split(":")[1].split(",").count("pids"))
+        path = os.path.join("/sys/fs/cgroup/pids", mine.lstrip("/"), f"aimo3-sandbox-{os.getpid()}")
+        os.mkdir(path)
+        return path
+    except (OSError, StopIteration, IndexError):
+        return None
+
+
+def _enter_pids_cgroup(pool_cgroup: str | None, limit: int) -> str | None:
+    if not pool_cgroup:
+        return None
+    path = os.path.join(pool_cgroup, f"s{os.getpid()}")
+    try:
+        os.mkdir(path)
+        with open(os.path.join(path, "pids.max"), "w") as f:
+            f.write(str(limit))
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        return path
+    except OSError:
+        return None
+
+
+def _leave_pids_cgroup(path: str) -> None:
+    try:
+        with open(os.path.join(os.path.dirname(os.path.dirname(path)), "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+        os.rmdir(path)
+    except OSError:
+        pass
+
+
+def _remove_pool_cgroup(pool_cgroup: str | None) -> None:
+    if not pool_cgroup:
+        return
+    for _ in range(20):  # sessions' cgroups empty out as their processes finish dying
+        for name in os.listdir(pool_cgroup) if os.path.isdir(pool_cgroup) else []:
+            if name.startswith("s"):
+                try:
+                    os.rmdir(os.path.join(pool_cgroup, name))
+                except OSError:
+                    pass
+        try:
+            os.rmdir(pool_cgroup)
+            return
+        except OSError:
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------- session process tree
@@ -380,6 +439,7 @@ def _supervisor(data: socket.socket, status: socket.socket, cfg: dict, tmp: str,
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     os.makedirs(tmp, mode=0o700)
+    cgroup = _enter_pids_cgroup(cfg.get("pids_cgroup"), cfg["max_processes"] + 2)  # + us, init
     isolated = cfg["namespaces"] and _unshare_session_namespaces()
     init_pid = os.fork()
     if init_pid == 0:
@@ -409,6 +469,8 @@ def _supervisor(data: socket.socket, status: socket.socket, cfg: dict, tmp: str,
     if not isolated:  # with a pid namespace the kernel already killed everything
         _kill_orphans()
     shutil.rmtree(tmp, ignore_errors=True)
+    if cgroup:
+        _leave_pids_cgroup(cgroup)
     code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
     try:
         send_msg(status, {"exit": code})
@@ -429,7 +491,9 @@ def _template(ctl: socket.socket, cfg: dict) -> None:
     import sympy
 
     sympy.simplify(sympy.Symbol("x") ** 2 - 1)  # fault in sympy's lazily built caches
-    send_msg(ctl, {"type": "hello", "landlock_abi": landlock_abi(), "uid": os.geteuid()})
+    cfg = dict(cfg, pids_cgroup=_pool_pids_cgroup() if cfg["namespaces"] else None)
+    send_msg(ctl, {"type": "hello", "landlock_abi": landlock_abi(), "uid": os.geteuid(),
+                   "pids_cgroup": bool(cfg["pids_cgroup"])})
     supervisors: set[int] = set()  # reaped only by us, so a pid here is never someone else's
     signal.signal(signal.SIGCHLD, lambda *_: _reap(supervisors))  # no zombies lingering
     while True:
@@ -465,6 +529,7 @@ def _template(ctl: socket.socket, cfg: dict) -> None:
             pass
     time.sleep(0.1)
     shutil.rmtree(os.getcwd(), ignore_errors=True)
+    _remove_pool_cgroup(cfg["pids_cgroup"])
     os._exit(0)
 
 
