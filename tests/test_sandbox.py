@@ -197,3 +197,18 @@ def test_forked_child_does_not_answer_for_the_cell(pool):
                   "    os.wait()\n    print('parent')")
         assert r.output == "parent\n" and not r.restarted
         assert s.run("state").output == "'kept'\n"
+
+
+def test_pool_refuses_use_from_a_forked_process(pool):
+    import os
+
+    pid = os.fork()
+    if pid == 0:
+        try:
+            pool.session()
+            os._exit(1)
+        except RuntimeError:
+            os._exit(0)
+        finally:
+            os._exit(2)
+    assert os.waitpid(pid, 0)[1] == 0

@@ -388,6 +388,7 @@ class SandboxPool:
         self.size = size or os.cpu_count() or 1
         if self.size < 1:
             raise ConfigError(f"SandboxPool(size=...) must be >= 1; got {size}")
+        self._owner_pid = os.getpid()  # sockets shared with a forked copy of us would mix up
         self._slots = threading.BoundedSemaphore(self.size)
         self._executor = ThreadPoolExecutor(max_workers=max(32, self.size),
                                             thread_name_prefix="sandbox")
@@ -446,6 +447,9 @@ class SandboxPool:
 
     def session(self) -> Session:
         """A fresh session (its process is forked ahead of time when a spare is ready)."""
+        if os.getpid() != self._owner_pid:
+            raise RuntimeError("this SandboxPool was created in another process (before a fork); "
+                               "create a new SandboxPool in each process that runs code")
         try:
             s = self._spares.popleft()
         except IndexError:
