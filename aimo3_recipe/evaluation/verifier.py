@@ -147,17 +147,23 @@ def _ordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
 
 
 def _unordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
-    """Set equality (a repeated element does not matter): every element has a partner."""
-    matched_b: set[int] = set()
-    for x in a:
-        hits = [j for j, y in enumerate(b) if nodes_equal(x, y, ctx)]
-        if not hits:
-            return False
-        matched_b.update(hits[:1])
-    for j, y in enumerate(b):
-        if j not in matched_b and not any(nodes_equal(x, y, ctx) for x in a):
-            return False
-    return True
+    """Set equality (a repeated element does not matter): every element on each side has an
+    equal partner on the other. Equal answer keys match without comparing; the quadratic
+    search stops at the deadline."""
+    keys_a, keys_b = [_node_key(x) for x in a], [_node_key(y) for y in b]
+
+    def covered(xs: tuple, kxs: list[str], ys: tuple, kys: set[str]) -> bool:
+        for x, k in zip(xs, kxs):
+            if k in kys:
+                continue
+            if time.monotonic() > ctx.deadline:
+                ctx.timed_out = True
+                return False
+            if not any(nodes_equal(x, y, ctx) for y in ys):
+                return False
+        return True
+
+    return covered(a, keys_a, b, set(keys_b)) and covered(b, keys_b, a, set(keys_a))
 
 
 def _relations_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
