@@ -195,3 +195,17 @@ def test_every_answer_type_has_cases():
         "adversarial",
     }
     assert expected_types <= set(OWN_TYPES)
+
+
+def test_math_utils_find_boxed_is_linear_and_ordered():
+    """utils.math_utils (shared helper, also the RL format reward) in position order, fast on
+    degenerate completions."""
+    import time
+
+    from aimo3_recipe.utils.math_utils import find_boxed, has_boxed, last_boxed
+
+    assert find_boxed("\\boxed{a} \\boxed{ \\boxed 5 \\fbox{b}") == ["a", "5", "b"]
+    assert last_boxed("\\boxed{\\frac{1}{2}} then \\boxed{3") == "\\frac{1}{2}"
+    t0 = time.monotonic()
+    assert not has_boxed("\\boxed{" * 20000)
+    assert time.monotonic() - t0 < 2.0

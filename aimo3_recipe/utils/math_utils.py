@@ -7,38 +7,43 @@ import re
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
+def _brace_ends(text: str) -> dict[int, int]:
+    """Index after each `{` -> index just past its matching `}`, in one linear pass. A backslash
+    escapes the next character (so `\\{` and `\\}` are not braces)."""
+    ends: dict[int, int] = {}
+    stack: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "\\" and i + 1 < n:
+            i += 2
+            continue
+        if c == "{":
+            stack.append(i + 1)
+        elif c == "}" and stack:
+            ends[stack.pop()] = i + 1
+        i += 1
+    return ends
+
+
 def find_boxed(text: str) -> list[str]:
     """Contents of every closed `\\boxed{...}` / `\\fbox{...}` in order (nested braces kept).
 
-    An unclosed box (a completion cut at max tokens) contributes nothing.
+    An unclosed box (a completion cut at max tokens) contributes nothing. Linear time, so a
+    degenerate completion repeating `\\boxed{` thousands of times cannot stall a reward loop.
     """
-    out: list[str] = []
+    found: list[tuple[int, str]] = []
+    ends: dict[int, int] | None = None
     for m in _BOX_RE.finditer(text):
-        depth, i = 1, m.end()
-        while i < len(text) and depth:
-            c = text[i]
-            if c == "\\" and i + 1 < len(text):
-                i += 2  # skip escaped characters such as \{ and \}
-                continue
-            depth += (c == "{") - (c == "}")
-            i += 1
-        if depth == 0:
-            out.append(text[m.end(): i - 1])
+        if ends is None:
+            ends = _brace_ends(text)
+        end = ends.get(m.end())
+        if end is not None:
+            found.append((m.start(), text[m.end() : end - 1]))
     # `\boxed 5` (no braces) appears in some solutions
-    out_positions = [(m.start(), m.group(1)) for m in re.finditer(r"\\boxed\s+([^\s{$]+)", text)]
-    if out_positions:
-        braced = [(m.start(), None) for m in _BOX_RE.finditer(text)]
-        merged = sorted(out_positions + braced, key=lambda x: x[0])
-        result, it = [], iter(out)
-        for _, val in merged:
-            if val is None:
-                nxt = next(it, None)
-                if nxt is not None:
-                    result.append(nxt)
-            else:
-                result.append(val)
-        return result
-    return out
+    found += [(m.start(), m.group(1)) for m in re.finditer(r"\\boxed\s+([^\s{$]+)", text)]
+    found.sort(key=lambda x: x[0])
+    return [v for _, v in found]
 
 
 def last_boxed(text: str) -> str | None:
