@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 from aimo3_recipe.evaluation.normalize import clean_latex, parse_number
 from aimo3_recipe.evaluation.verifier import answer_key, compare, verifier_stats
+from aimo3_recipe.utils.math_utils import brace_ends
 
 __all__ = [
     "GradeResult",
@@ -39,30 +40,11 @@ __all__ = [
 _BOX_START = re.compile(r"\\(?:boxed|fbox)\s*(\{)?")
 
 
-def _brace_matches(text: str) -> dict[int, int]:
-    """Position of each `{` -> position of its `}` (unclosed ones absent), in one linear pass;
-    escaped `\\{` / `\\}` are not braces."""
-    match: dict[int, int] = {}
-    stack: list[int] = []
-    i, n = 0, len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\" and i + 1 < n and text[i + 1] in "{}":
-            i += 2
-            continue
-        if c == "{":
-            stack.append(i)
-        elif c == "}" and stack:
-            match[stack.pop()] = i
-        i += 1
-    return match
-
-
 def _boxes(text: str) -> list[tuple[int, int, int, int]]:
     """(start, end, content start, content end) of every box, in order; content start -1 when
     the box is unclosed. Linear time: contents are sliced only by the caller that needs them."""
     out: list[tuple[int, int, int, int]] = []
-    match: dict[int, int] | None = None
+    ends: dict[int, int] | None = None
     for m in _BOX_START.finditer(text):
         if m.group(1) is None:  # `\boxed 5`
             tail = re.match(r"\s*([^\s$]+)", text[m.end() : m.end() + 200])
@@ -71,13 +53,13 @@ def _boxes(text: str) -> list[tuple[int, int, int, int]]:
             else:
                 out.append((m.start(), m.end(), -1, -1))
             continue
-        if match is None:
-            match = _brace_matches(text)
-        close = match.get(m.end() - 1)
-        if close is None:
+        if ends is None:
+            ends = brace_ends(text)
+        end = ends.get(m.end())
+        if end is None:
             out.append((m.start(), len(text), -1, -1))
         else:
-            out.append((m.start(), close + 1, m.end(), close))
+            out.append((m.start(), end, m.end(), end - 1))
     return out
 
 

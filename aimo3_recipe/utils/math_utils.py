@@ -7,7 +7,7 @@ import re
 _BOX_RE = re.compile(r"\\(?:boxed|fbox)\s*\{")
 
 
-def _brace_ends(text: str) -> dict[int, int]:
+def brace_ends(text: str) -> dict[int, int]:
     """Index after each `{` -> index just past its matching `}`, in one linear pass. A backslash
     escapes the next character (so `\\{` and `\\}` are not braces)."""
     ends: dict[int, int] = {}
@@ -36,7 +36,7 @@ def find_boxed(text: str) -> list[str]:
     ends: dict[int, int] | None = None
     for m in _BOX_RE.finditer(text):
         if ends is None:
-            ends = _brace_ends(text)
+            ends = brace_ends(text)
         end = ends.get(m.end())
         if end is not None:
             found.append((m.start(), text[m.end() : end - 1]))
