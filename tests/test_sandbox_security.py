@@ -256,3 +256,18 @@ def test_host_death_leaves_nothing_behind(tmp_path):
         time.sleep(0.1)
     assert not alive, f"left running after the host died: {alive}"
     assert not os.path.exists(base)
+
+
+def test_every_layer_the_kernel_offers_is_used(pool):
+    """Guards the skips above: a layer is only missing when the kernel really refuses it."""
+    import ctypes
+
+    from aimo3_recipe.utils.sandbox_worker import landlock_abi
+
+    pid = os.fork()
+    if pid == 0:  # can this process get the namespaces a session asks for?
+        libc = ctypes.CDLL(None, use_errno=True)
+        os._exit(0 if libc.unshare(0x10000000 | 0x20000000 | 0x40000000 | 0x08000000) == 0 else 1)
+    kernel_allows_namespaces = os.waitpid(pid, 0)[1] == 0
+    assert pool.features["namespaces"] == kernel_allows_namespaces
+    assert bool(pool.features["landlock"]) == (landlock_abi() > 0)

@@ -203,6 +203,10 @@ class Session:
             if "exit" in msg:
                 self._exit_code = int(msg["exit"])
 
+    def _await_pid(self, deadline: float) -> None:
+        while self._pid is None and not self._status_eof and time.monotonic() < deadline:
+            self._pump_status(deadline - time.monotonic())
+
     def _kill(self, wait: bool = False) -> None:
         """SIGKILL the session's pid 1: the kernel then kills everything in its namespace.
         With `wait`, return only once the supervisor reports it all gone and cleaned up."""
@@ -210,8 +214,7 @@ class Session:
             self._teardown()
             return
         deadline = time.monotonic() + 10.0
-        while self._pid is None and not self._status_eof and time.monotonic() < deadline:
-            self._pump_status(deadline - time.monotonic())
+        self._await_pid(deadline)
         if self._pidfd is not None:
             try:
                 signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
@@ -424,6 +427,7 @@ class SandboxPool:
                          "pids_cgroup": bool(hello.get("pids_cgroup"))}
         with self.session() as s:  # probe what the kernel lets a session have
             r = s.run("1")
+            s._await_pid(time.monotonic() + _START_TIMEOUT_S)  # its message says what it got
             self.features["namespaces"] = bool(s.namespaces)
             self.features["landlock"] = s.landlock or 0
         if not r.ok:
