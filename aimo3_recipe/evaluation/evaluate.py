@@ -232,7 +232,9 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
     the results dict also written to `results.json`."""
     from tqdm.auto import tqdm
 
+    # imported before any engine starts, so a broken install fails in seconds, not minutes
     from aimo3_recipe.data.renderers import render_prompt
+    from aimo3_recipe.evaluation import answer_extraction  # noqa: F401
     from aimo3_recipe.evaluation.report import write_report
 
     validate(config)
