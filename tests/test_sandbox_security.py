@@ -262,7 +262,7 @@ def test_every_layer_the_kernel_offers_is_used(pool):
     """Guards the skips above: a layer is only missing when the kernel really refuses it."""
     import ctypes
 
-    from aimo3_recipe.utils.sandbox_worker import landlock_abi
+    from aimo3_recipe.utils.sandbox_isolation import landlock_abi
 
     pid = os.fork()
     if pid == 0:  # can this process get the namespaces a session asks for?

@@ -25,7 +25,8 @@ What is covered (checked by tests/test_sandbox_security.py, on Linux):
   space (`memory_mb`, RLIMIT_AS: allocations fail with MemoryError), processes+threads
   (`max_processes`: a cgroup-v1 "pids" limit per session when the host runs as root, since
   RLIMIT_NPROC never applies to uid 0; RLIMIT_NPROC per user namespace otherwise), file size
-  (`max_file_mb`), open files (256), output (`max_output_chars`). Threads or child processes still running when a
+  (`max_file_mb`), open files (256), output (`max_output_chars`). As root with cgroup v1, a
+  "memory" cgroup also caps all of a session's processes together at `memory_mb`. Threads or child processes still running when a
   cell ends restart the session.
 * Files: Landlock (kernel >= 5.13) allows reading only the Python installation and system
   libraries (/usr, /lib, ...) and writing only the session's own temp dir (removed at the end).
@@ -155,6 +156,7 @@ class Session:
         self._data_buf = b""
         self._status_eof = False
         self._ready = False  # the cell runner said hello (its set-up is done)
+        self._oom = False  # the kernel's OOM killer struck in the session's memory cgroup
         self._exit_code: int | None = None
         self.namespaces: bool | None = None
         self.landlock: int | None = None
@@ -166,7 +168,7 @@ class Session:
         self._data, theirs_data = socket.socketpair()
         self._status, theirs_status = socket.socketpair()
         self._pid = self._pidfd = self._exit_code = None
-        self._status_eof = self._ready = False
+        self._status_eof = self._ready = self._oom = False
         self._status_buf = self._data_buf = b""
         self.pool._spawn_session(theirs_data, theirs_status)
         theirs_data.close()
@@ -202,6 +204,7 @@ class Session:
                     self._pidfd = None
             if "exit" in msg:
                 self._exit_code = int(msg["exit"])
+                self._oom = int(msg.get("oom_kills") or 0) > 0
 
     def _await_pid(self, deadline: float) -> None:
         while self._pid is None and not self._status_eof and time.monotonic() < deadline:
@@ -355,6 +358,8 @@ class Session:
             code_ = self._exit_code if self._exit_code is not None else -1
             why = (_death_message(code_, cfg) if msg == "dead"
                    else "the cell corrupted the sandbox's channel")
+            if msg == "dead" and self._oom:
+                why = f"out of memory (the session's processes together passed {cfg.memory_mb} MB)"
             self.restart()
             text = f"Error: {why}; the session was restarted (variables are gone)."
             return ExecResult(text, ok=False, error=why, duration_s=dt, restarted=True)
@@ -424,7 +429,7 @@ class SandboxPool:
             raise RuntimeError(f"the sandbox template process did not start ({_WORKER}); run it "
                                "by hand to see its error")
         self.features = {"landlock_abi": int(hello["landlock_abi"]) if self.config.landlock else 0,
-                         "pids_cgroup": bool(hello.get("pids_cgroup"))}
+                         "cgroups": list(hello.get("cgroups") or [])}
         with self.session() as s:  # probe what the kernel lets a session have
             r = s.run("1")
             s._await_pid(time.monotonic() + _START_TIMEOUT_S)  # its message says what it got

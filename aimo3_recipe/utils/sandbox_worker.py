@@ -13,6 +13,9 @@ math/numpy/sympy once, then forks a fresh process tree per session on request:
   reach the cell runner (the kernel drops default-action signals sent to a namespace's pid 1).
 * cell runner: applies rlimits, Landlock and capability dropping to itself, then runs cells.
 
+The supervisor also puts the session in its own cgroups (v1 pids and memory, where writable)
+before unsharing. The isolation calls themselves live in sandbox_isolation.py.
+
 Messages with the host are 4-byte big-endian length + JSON (never pickle: the cell runner is
 untrusted and the host must not unpickle what it writes).
 """
@@ -20,7 +23,6 @@ untrusted and the host must not unpickle what it writes).
 from __future__ import annotations
 
 import ast
-import ctypes
 import io
 import json
 import os
@@ -32,16 +34,11 @@ import sys
 import time
 import traceback
 
-_libc = ctypes.CDLL(None, use_errno=True)
+try:
+    from aimo3_recipe.utils import sandbox_isolation as iso
+except ImportError:  # run by path without the package installed: the sibling file
+    import sandbox_isolation as iso  # type: ignore[no-redef]
 
-CLONE_NEWIPC = 0x08000000
-CLONE_NEWUSER = 0x10000000
-CLONE_NEWPID = 0x20000000
-CLONE_NEWNET = 0x40000000
-PR_SET_PDEATHSIG = 1
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_NO_NEW_PRIVS = 38
-PR_CAPBSET_DROP = 24
 CELL_PREFIX = "<cell "  # cell N of a session is compiled as "<cell N>"
 
 
@@ -67,113 +64,6 @@ def recv_msg(sock: socket.socket) -> dict | None:
         return None
     body = _recv_exact(sock, struct.unpack(">I", head)[0])
     return None if body is None else json.loads(body)
-
-
-# ---------------------------------------------------------------- OS helpers
-def _prctl(option: int, arg: int) -> int:
-    return _libc.prctl(option, ctypes.c_ulong(arg), 0, 0, 0)
-
-
-def _die_with_parent() -> None:
-    """SIGKILL us when our parent dies (then check it did not die already)."""
-    ppid = os.getppid()
-    _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != ppid:
-        os._exit(1)
-
-
-def _unshare_session_namespaces() -> bool:
-    """New user+pid+net+ipc namespaces; uid/gid 0 inside map to our own uid/gid outside, so
-    file permissions stay what the host has while capabilities only count inside."""
-    uid, gid = os.geteuid(), os.getegid()
-    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC) != 0:
-        return False
-    try:  # we hold no capability in the parent namespace now: map only ourselves
-        with open("/proc/self/setgroups", "w") as f:
-            f.write("deny")
-        with open("/proc/self/uid_map", "w") as f:
-            f.write(f"0 {uid} 1")
-        with open("/proc/self/gid_map", "w") as f:
-            f.write(f"0 {gid} 1")
-    except OSError as e:
-        print(f"sandbox: cannot map ids in the new user namespace: {e}", file=sys.stderr)
-        os._exit(1)
-    return True
-
-
-def _drop_capabilities() -> None:
-    """Empty the bounding, effective, permitted and inheritable sets (capset v3)."""
-    for cap in range(64):
-        if _prctl(PR_CAPBSET_DROP, cap) != 0:
-            break
-
-    class Header(ctypes.Structure):
-        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-    data = (ctypes.c_uint32 * 6)()
-    _libc.capset(ctypes.byref(Header(0x20080522, 0)), data)
-    _prctl(PR_SET_NO_NEW_PRIVS, 1)
-
-
-# ---------------------------------------------------------------- Landlock
-_LL_FS = [1 << i for i in range(16)]  # EXECUTE .. IOCTL_DEV
-_LL_FILE_RIGHTS = (1 << 0) | (1 << 1) | (1 << 2) | (1 << 14) | (1 << 15)
-_LL_READ = (1 << 0) | (1 << 2) | (1 << 3)  # execute, read file, read dir
-
-
-def landlock_abi() -> int:
-    r = _libc.syscall(444, None, ctypes.c_size_t(0), ctypes.c_uint32(1))
-    return max(int(r), 0)
-
-
-def _landlock(read_paths: list[str], write_paths: list[str]) -> int:
-    """Allow reading only `read_paths`, writing only `write_paths`, no TCP bind/connect, no
-    signals or abstract unix sockets outside the sandbox. Returns the ABI used (0 = none)."""
-    abi = landlock_abi()
-    if abi < 1:
-        return 0
-    n_fs = {1: 13, 2: 14, 3: 15, 4: 15}.get(abi, 16)
-    handled_fs = sum(_LL_FS[:n_fs])
-    handled_net = 0b11 if abi >= 4 else 0
-    scoped = 0b11 if abi >= 6 else 0
-
-    class RulesetAttr(ctypes.Structure):
-        _fields_ = [("fs", ctypes.c_uint64), ("net", ctypes.c_uint64), ("scoped", ctypes.c_uint64)]
-
-    class PathBeneath(ctypes.Structure):
-        _pack_ = 1
-        _fields_ = [("allowed", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
-
-    attr = RulesetAttr(handled_fs, handled_net, scoped)
-    size = 24 if abi >= 6 else (16 if abi >= 4 else 8)
-    ruleset = _libc.syscall(444, ctypes.byref(attr), ctypes.c_size_t(size), ctypes.c_uint32(0))
-    if ruleset < 0:
-        return 0
-    for paths, rights in ((read_paths, _LL_READ), (write_paths, handled_fs)):
-        for path in paths:
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            except OSError:
-                continue
-            allowed = rights & handled_fs
-            if not os.path.isdir(path):
-                allowed &= _LL_FILE_RIGHTS
-            rule = PathBeneath(allowed, fd)
-            _libc.syscall(445, ruleset, 1, ctypes.byref(rule), 0)
-            os.close(fd)
-    ok = _libc.syscall(446, ruleset, 0) == 0
-    os.close(ruleset)
-    return abi if ok else 0
-
-
-def _read_paths() -> list[str]:
-    import site
-
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    paths.update(site.getsitepackages())
-    paths.update(["/usr", "/lib", "/lib64", "/bin", "/etc/ld.so.cache", "/etc/localtime",
-                  "/dev/urandom", "/dev/zero", os.path.realpath("/proc/self")])
-    return sorted(paths)
 
 
 # ---------------------------------------------------------------- cell runner
@@ -285,8 +175,8 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
         resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
     hard_cpu = int(cfg["session_cpu_s"])
     resource.setrlimit(resource.RLIMIT_CPU, (hard_cpu, hard_cpu))
-    landlock = _landlock(_read_paths(), [tmp, "/dev/null"]) if cfg["landlock"] else 0
-    _drop_capabilities()
+    landlock = iso.landlock_restrict(iso.python_read_paths(), [tmp, "/dev/null"]) if cfg["landlock"] else 0
+    iso.drop_capabilities()
     send_msg(sock, {"type": "hello", "landlock": landlock})
     writer = _CappedWriter(cfg["max_output_chars"])
     cell_no, me = 0, os.getpid()
@@ -343,63 +233,6 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
             os._exit(0)  # the namespace dies with us: the session restarts clean
 
 
-# ---------------------------------------------------------------- process-count limit
-# RLIMIT_NPROC does not apply to processes of the real root user (even without capabilities),
-# so where we run as root a fork bomb is stopped by a cgroup (v1 "pids" controller) instead.
-def _pool_pids_cgroup() -> str | None:
-    """Create this pool's pids cgroup (under ours) if the kernel lets us; None if not."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            mine = next(line.strip().split(":", 2)[2] for line in f
-                        if line.split(":")[1].split(",").count("pids"))
-        path = os.path.join("/sys/fs/cgroup/pids", mine.lstrip("/"), f"aimo3-sandbox-{os.getpid()}")
-        os.mkdir(path)
-        return path
-    except (OSError, StopIteration, IndexError):
-        return None
-
-
-def _enter_pids_cgroup(pool_cgroup: str | None, limit: int) -> str | None:
-    if not pool_cgroup:
-        return None
-    path = os.path.join(pool_cgroup, f"s{os.getpid()}")
-    try:
-        os.mkdir(path)
-        with open(os.path.join(path, "pids.max"), "w") as f:
-            f.write(str(limit))
-        with open(os.path.join(path, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-        return path
-    except OSError:
-        return None
-
-
-def _leave_pids_cgroup(path: str) -> None:
-    try:
-        with open(os.path.join(os.path.dirname(os.path.dirname(path)), "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-        os.rmdir(path)
-    except OSError:
-        pass
-
-
-def _remove_pool_cgroup(pool_cgroup: str | None) -> None:
-    if not pool_cgroup:
-        return
-    for _ in range(20):  # sessions' cgroups empty out as their processes finish dying
-        for name in os.listdir(pool_cgroup) if os.path.isdir(pool_cgroup) else []:
-            if name.startswith("s"):
-                try:
-                    os.rmdir(os.path.join(pool_cgroup, name))
-                except OSError:
-                    pass
-        try:
-            os.rmdir(pool_cgroup)
-            return
-        except OSError:
-            time.sleep(0.05)
-
-
 # ---------------------------------------------------------------- session process tree
 def _kill_orphans() -> None:
     """We are a subreaper: kill whatever got reparented to us, until nothing is left."""
@@ -435,19 +268,22 @@ def _supervisor(data: socket.socket, status: socket.socket, cfg: dict, tmp: str,
                 env: dict) -> None:
     import shutil
 
-    _die_with_parent()
+    iso.die_with_parent()
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    iso.prctl(iso.PR_SET_CHILD_SUBREAPER, 1)
     os.makedirs(tmp, mode=0o700)
-    cgroup = _enter_pids_cgroup(cfg.get("pids_cgroup"), cfg["max_processes"] + 2)  # + us, init
-    isolated = cfg["namespaces"] and _unshare_session_namespaces()
+    mem = cfg["memory_mb"] * 1024 * 1024
+    cgroups = iso.enter_cgroups(cfg.get("cgroups") or {}, {
+        "pids": {"pids.max": cfg["max_processes"] + 2},  # + this supervisor and the init
+        "memory": {"memory.limit_in_bytes": mem, "memory.memsw.limit_in_bytes": mem}})
+    isolated = cfg["namespaces"] and iso.unshare_session_namespaces()
     init_pid = os.fork()
     if init_pid == 0:
         status.close()
-        _die_with_parent()
+        iso.die_with_parent()
         runner = os.fork()
         if runner == 0:
-            _die_with_parent()
+            iso.die_with_parent()
             try:
                 _cell_runner(data, cfg, tmp, env, isolated)
             finally:
@@ -469,11 +305,11 @@ def _supervisor(data: socket.socket, status: socket.socket, cfg: dict, tmp: str,
     if not isolated:  # with a pid namespace the kernel already killed everything
         _kill_orphans()
     shutil.rmtree(tmp, ignore_errors=True)
-    if cgroup:
-        _leave_pids_cgroup(cgroup)
+    oom = iso.oom_kills(cgroups)
+    iso.leave_cgroups(cgroups)
     code = os.WEXITSTATUS(st) if os.WIFEXITED(st) else 128 + os.WTERMSIG(st)
     try:
-        send_msg(status, {"exit": code})
+        send_msg(status, {"exit": code, "oom_kills": oom})
     except OSError:
         pass
     os._exit(0)
@@ -491,9 +327,9 @@ def _template(ctl: socket.socket, cfg: dict) -> None:
     import sympy
 
     sympy.simplify(sympy.Symbol("x") ** 2 - 1)  # fault in sympy's lazily built caches
-    cfg = dict(cfg, pids_cgroup=_pool_pids_cgroup() if cfg["namespaces"] else None)
-    send_msg(ctl, {"type": "hello", "landlock_abi": landlock_abi(), "uid": os.geteuid(),
-                   "pids_cgroup": bool(cfg["pids_cgroup"])})
+    cfg = dict(cfg, cgroups=iso.pool_cgroups() if cfg["namespaces"] else {})
+    send_msg(ctl, {"type": "hello", "landlock_abi": iso.landlock_abi(), "uid": os.geteuid(),
+                   "cgroups": sorted(cfg["cgroups"])})
     supervisors: set[int] = set()  # reaped only by us, so a pid here is never someone else's
     signal.signal(signal.SIGCHLD, lambda *_: _reap(supervisors))  # no zombies lingering
     while True:
@@ -529,7 +365,7 @@ def _template(ctl: socket.socket, cfg: dict) -> None:
             pass
     time.sleep(0.1)
     shutil.rmtree(os.getcwd(), ignore_errors=True)
-    _remove_pool_cgroup(cfg["pids_cgroup"])
+    iso.remove_pool_cgroups(cfg["cgroups"])
     os._exit(0)
 
 
