@@ -153,6 +153,20 @@ def test_memory_bomb(pool):
     _assert_survived(pool)
 
 
+def test_memory_bomb_spread_over_processes():
+    cfg = SandboxConfig(timeout_s=30, memory_mb=512)
+    with SandboxPool(size=1, config=cfg, spares=0) as pool:
+        if "memory" not in pool.features["cgroups"]:
+            pytest.skip(f"no memory cgroup here (pool.features={pool.features})")
+        # 6 x 128 MB, each process under its own 512 MB address-space limit, 768 MB together
+        code = ("import os, time\nkids = []\nfor _ in range(6):\n    pid = os.fork()\n"
+                "    if pid == 0:\n        a = np.ones(2**24)\n        time.sleep(0.5)\n"
+                "        os._exit(0)\n    kids.append(pid)\n"
+                "print(sorted(os.waitpid(k, 0)[1] for k in kids))")
+        r = _attack(pool, code)
+    assert r.ok and "9" in r.output  # the kernel's OOM killer took some of them (SIGKILL)
+
+
 def test_infinite_loop(pool):
     r = _attack(pool, "while True:\n    pass")
     assert r.timed_out and r.restarted and 1.9 < r.duration_s < 6
