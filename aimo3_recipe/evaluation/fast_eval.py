@@ -151,6 +151,9 @@ class _Parser:
     def __init__(self, toks: list[str]):
         self.t, self.i = toks, 0
         self.vars: set[str] = set()
+        # uses roots, logs, |.|, inverse trig or non-integer powers: values at negative points
+        # may follow a different branch than the other side's spelling (x^{2/3} vs cbrt(x)^2)
+        self.branchy = False
 
     def peek(self) -> str | None:
         return self.t[self.i] if self.i < len(self.t) else None
@@ -235,7 +238,11 @@ class _Parser:
         base = self.postfix()
         if self.peek() == "^":
             self.take()
+            start = self.i
             exp = self.exponent()
+            toks = [t for t in self.t[start : self.i] if t not in ("{", "}", "-")]
+            if not (len(toks) == 1 and toks[0].isdigit()):
+                self.branchy = True  # x^{1/2}, x^{n}: not a plain integer literal
             if self.peek() == "^":
                 raise Unsupported("power tower")
             return _power(base, exp)
@@ -266,6 +273,7 @@ class _Parser:
         if tok in ("(", "{", "["):
             return self.group(tok, {"(": ")", "{": "}", "[": "]"}[tok])
         if tok == "|":
+            self.branchy = True
             self.take()
             inner = self.expr()
             self.take("|")
@@ -276,6 +284,7 @@ class _Parser:
             den = self.group("{", "}")
             return _binop("/", num, den)
         if tok == "\\sqrt":
+            self.branchy = True
             self.take()
             if self.peek() == "[":
                 n = self.group("[", "]")
@@ -300,8 +309,8 @@ class _Parser:
                     self.take("}")
                     sub = "".join(parts)
                 name = f"{tok}_{sub}"
-            if name == "i":
-                raise Unsupported("i (imaginary unit or index?)")
+            if name == "i":  # the imaginary unit, as in latex2sympy for answers like 2 - 3i
+                return lambda c, env: c.mpc(0, 1)
             if name == "e":
                 return lambda c, env: +c.e
             self.vars.add(name)
@@ -310,6 +319,8 @@ class _Parser:
 
     def function(self) -> Node:
         tok = self.take()
+        if tok in ("\\ln", "\\log", "\\arcsin", "\\arccos", "\\arctan"):
+            self.branchy = True
         base: Node | None = None
         if tok == "\\log":
             if self.peek() != "_":
@@ -347,9 +358,14 @@ class _Parser:
 
 def compile_expr(s: str) -> tuple[Node, set[str]]:
     """(evaluator, variable names) of a LaTeX expression; raises Unsupported."""
+    node, names, _ = _compile(s)
+    return node, names
+
+
+def _compile(s: str) -> tuple[Node, set[str], bool]:
     p = _Parser(_tokens(s))
     node = p.parse()
-    return node, p.vars
+    return node, p.vars, p.branchy
 
 
 def _value(node: Node, env: dict):
@@ -396,8 +412,8 @@ def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = Non
     """True / False when certain, None when sympy must decide. `a` is the prediction; `*_dec`:
     decimal places when that side is a decimal literal (rounding rules as in `verifier`)."""
     try:
-        fa, va = compile_expr(a)
-        fb, vb = compile_expr(b)
+        fa, va, ba = _compile(a)
+        fb, vb, bb = _compile(b)
         c = _ctx()
         eq_tol, ne_tol = c.mpf(_EQ_TOL), c.mpf(_NE_TOL)
         names = sorted(va | vb)
@@ -419,7 +435,7 @@ def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = Non
                 continue
             d = _rel(x, y)
             if d > ne_tol:
-                if all(v > 0 for v in env.values()):
+                if not (ba or bb) or all(v > 0 for v in env.values()):
                     return False
                 branch_issue = True  # e.g. x^{2/3} vs (cbrt x)^2 at x < 0: let sympy decide
                 continue

@@ -73,6 +73,8 @@ def _fix_frac_shorthand(s: str) -> str:
     s = re.sub(r"\\frac\s*(\d)\s*\{", r"\\frac{\1}{", s)
     s = re.sub(r"\\frac\s*\{([^{}]*)\}\s*(\d)", r"\\frac{\1}{\2}", s)
     s = re.sub(r"\\frac\s*([a-zA-Z])\s*([a-zA-Z0-9])", r"\\frac{\1}{\2}", s)
+    s = re.sub(r"\\frac\s*(\d)\s*([a-zA-Z])(?![a-zA-Z])", r"\\frac{\1}{\2}", s)  # \frac1b
+    s = re.sub(r"\\frac\s*(\\[a-zA-Z]+)(?![a-zA-Z])\s*(\d|[a-zA-Z](?![a-zA-Z]))", r"\\frac{\1}{\2}", s)  # \frac\pi 2
     s = re.sub(r"\\sqrt\s*(\d+|[a-zA-Z])(?![\d])", r"\\sqrt{\1}", s)
     return s
 

@@ -98,7 +98,10 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
         p = as_interval(drop_lhs(p, computed=True))
     if r.kind == "rel" and p.kind != "rel":
         r = as_interval(drop_lhs(r))
-    if p.kind == "matrix" and r.kind == "atom" or r.kind == "matrix" and p.kind == "atom":
+    if (p.kind, r.kind) in (("matrix", "atom"), ("atom", "matrix")):
+        atom = p if p.kind == "atom" else r
+        if "\\begin" not in atom.text:
+            return False  # a matrix never equals a scalar
         # matrix arithmetic on one side: let sympy evaluate both
         reply = _sympy({"op": "eq", "a": p.text, "b": r.text}, ctx)
         return bool(reply.get("eq"))
@@ -318,6 +321,10 @@ def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
         nr is not None and re.fullmatch(r"[a-zA-Z]", p)
     ):
         return False
+    if np_ is not None and np_.percent:  # 75\% vs 36\pi: compare the value 3/4
+        p, p_dec = format_fraction(np_.value), None
+    if nr is not None and nr.percent:
+        r, r_dec = format_fraction(nr.value), None
     fast = fast_equal(p, r, p_dec, r_dec)
     if fast is not None:
         return fast
