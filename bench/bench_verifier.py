@@ -79,6 +79,8 @@ def main() -> None:
         default=str(REPO.parent / "shared" / "data"),
         help="folder with math500.jsonl (skipped when missing)",
     )
+    ap.add_argument("--probe", type=int, default=400,
+                    help="random answer pairs for the false-positive probe (0: skip)")
     ap.add_argument("--show-errors", action="store_true", help="list every FP/FN of both graders")
     args = ap.parse_args()
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
@@ -143,6 +145,30 @@ def main() -> None:
             )
             + f"; speed ratio {res[0]['cases_per_s'] / res[1]['cases_per_s']:.1f}x"
         )
+    train = Path(args.shared_data) / "math_train7500_answers_only.jsonl"
+    if train.is_file() and args.probe > 0:  # false-positive probe: different answers of one shape
+        import random
+
+        answers = [json.loads(x)["answer"] for x in train.read_text().splitlines() if x.strip()]
+        groups: dict[tuple, list[str]] = {}
+        for a in answers:
+            if a:
+                groups.setdefault((len(a) // 3, a[:1].isdigit(), "\\" in a), []).append(a)
+        rng = random.Random(0)
+        shapes = [g for g in groups.values() if len(g) > 1]
+        pairs = []
+        while len(pairs) < args.probe:
+            a, b = rng.sample(rng.choice(shapes), 2)
+            if a != b:
+                pairs.append({"pred": a, "ref": b, "mode": "answer", "ref_mode": "answer",
+                              "aimo": False, "problem": None, "expected": False, "id": len(pairs),
+                              "source": "probe", "note": ""})
+        res = [score("ours", ours_grade, pairs), score("math-verify", mathverify_grade, pairs)]
+        print(f"FP probe, {len(pairs)} pairs of different MATH-train answers of similar shape "
+              "(an 'equal' verdict is a false positive unless the two are truly equal):")
+        for r in res:
+            print(f"  {r['name']}: {len(r['fp'])} judged equal, {r['cases_per_s']:.0f} pairs/s: "
+                  + "; ".join(f"{c['pred']!r} = {c['ref']!r}" for c in r["fp"][:10]))
     if args.show_errors:
         for r in results:
             for kind in ("fp", "fn"):
