@@ -29,6 +29,7 @@ __all__ = [
     "answer_key",
     "extract_answer",
     "grade",
+    "modulus_from_problem",
     "verifier_stats",
     "verify_answer",
     "verify_batch",

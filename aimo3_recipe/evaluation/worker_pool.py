@@ -93,6 +93,8 @@ class WorkerPool:
         self._all: list[_Worker] = []
         self._lock = threading.Lock()
         self.restarts = 0
+        self._failures = 0  # consecutive start-up failures
+        self._retry_at = 0.0
 
     def _borrow(self) -> _Worker:
         with self._lock:
@@ -100,8 +102,17 @@ class WorkerPool:
                 w = self._idle.pop()
                 if w.alive():
                     return w
-        w = _Worker()
+            if self._failures >= 3 and time.monotonic() < self._retry_at:
+                raise RuntimeError("sympy workers keep failing to start; retrying in a minute")
+        try:
+            w = _Worker()
+        except Exception:
+            with self._lock:  # circuit breaker: do not pay a failing start-up on every call
+                self._failures += 1
+                self._retry_at = time.monotonic() + 60.0
+            raise
         with self._lock:
+            self._failures = 0
             self._all.append(w)
         return w
 
