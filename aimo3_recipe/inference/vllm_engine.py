@@ -116,19 +116,33 @@ class VLLMEngine:
 
     # -- weights (RL) --------------------------------------------------------------------
     def reload_weights(self, weights_path: str | Path | None = None) -> None:
-        """Reload weights in place from a checkpoint folder (None: the original path) and
-        drop the prefix cache, whose KV entries were computed with the old weights."""
-        kwargs = {"weights_path": str(weights_path)} if weights_path else {}
-        self.llm.collective_rpc("reload_weights", kwargs=kwargs)
+        """Reload weights in place from a checkpoint folder (None: the model the engine was
+        started with) and drop the prefix cache, whose KV entries came from the old weights."""
+        path = str(weights_path or self.model_path)
+        self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
         self.llm.reset_prefix_cache()
 
     def update_weights(self, state_dict: dict[str, Any]) -> None:
         """Push a (full, checkpoint-named) state dict into the running engine. It travels as a
-        safetensors file, which works whether vLLM's engine core is in this process or not."""
+        safetensors checkpoint folder (vLLM's loader wants the model's config.json beside it),
+        which works whether vLLM's engine core runs in this process or another one."""
+        import shutil
+
         from safetensors.torch import save_file
 
-        with tempfile.TemporaryDirectory(prefix="aimo3-weights-") as tmp:
+        tmp = Path(tempfile.mkdtemp(prefix="aimo3-weights-"))
+        try:
+            shutil.copy(Path(self.model_path) / "config.json", tmp / "config.json")
             # clone: tied weights share storage, which safetensors refuses to save twice
             tensors = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}
-            save_file(tensors, str(Path(tmp) / "model.safetensors"))
+            save_file(tensors, str(tmp / "model.safetensors"))
             self.reload_weights(tmp)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def close(self) -> None:
+        """Stop vLLM's engine-core process now (it otherwise lives until interpreter exit)."""
+        core = getattr(getattr(self.llm, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
+        self.llm = None

