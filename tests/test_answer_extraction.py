@@ -135,6 +135,10 @@ def test_equal_answer_keys_imply_verified_equal():
         ("Give your answer modulo $10^{5}$.", 100000),
         ("Find $a$ mod 99991.", 99991),
         ("How many primes are below 100?", None),
+        ("Let $S$ be the set of residues modulo $7$ of the cubes. Some more set-up here. "
+         "How many elements does $S$ have?", None),
+        ("Let $N$ be the number of such sequences. Find the remainder when $N$ is divided by "
+         "$1000$.", 1000),
     ],
 )
 def test_modulus_from_problem(problem, m):

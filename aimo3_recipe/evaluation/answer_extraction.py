@@ -173,9 +173,12 @@ _MOD_PATTERNS = [
 
 def modulus_from_problem(problem: str) -> int | None:
     """m when the problem asks for a remainder modulo m ("remainder when ... divided by m",
-    "modulo m", "\\pmod{m}"), else None."""
+    "modulo m", "\\pmod{m}"), else None. Only the question (the last two sentences) is read:
+    "residues modulo 7" in the set-up does not make the answer a remainder."""
+    sentences = [x for x in re.split(r"(?<=[.!?])\s+(?=[A-Z$\\])", problem.strip()) if x.strip()]
+    question = " ".join(sentences[-2:])
     for pat in _MOD_PATTERNS:
-        for m in pat.finditer(problem):
+        for m in pat.finditer(question):
             num = parse_number(clean_latex(m.group(1)))
             if num is not None and num.value.denominator == 1 and num.value > 1:
                 return int(num.value)
