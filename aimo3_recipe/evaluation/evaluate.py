@@ -255,7 +255,7 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
                                   f"stored samples were made for (the data changed); use "
                                   f"another --output-dir or --resume false")
     t_load = time.time() - t_start
-    gen_seconds = 0.0
+    gen_seconds = t_engine = 0.0
     n_new = 0
     with store, MetricsLogger(out, resume=config.resume and store.num_resumed > 0) as mlog:
         for p in passes:
@@ -264,7 +264,9 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
             todo = {b for b, batch in enumerate(batches)
                     if any(not store.has(p.kind, q.index) for q in batch)}
             if todo and engine is None:
+                t0 = time.time()
                 engine = build_engine(config, p.sampling.max_tokens)
+                t_engine = time.time() - t0
             n_done = sum(store.has(p.kind, q.index) for q in problems)
             correct = sum(r["correct"] for q in problems for r in store.get(p.kind, q.index))
             total = sum(len(store.get(p.kind, q.index)) for q in problems)
@@ -315,7 +317,8 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
         "strategy": config.strategy,
         "metrics": summary,
         "config": _jsonable(config),
-        "timing": {"wall_seconds": time.time() - t_start, "load_seconds": t_load,
+        "timing": {"wall_seconds": time.time() - t_start, "data_load_seconds": t_load,
+                   "engine_start_seconds": t_engine,
                    "generation_seconds_this_run": gen_seconds,
                    "generation_seconds_all_runs": stored_gen,
                    "completion_tokens": total_tokens,

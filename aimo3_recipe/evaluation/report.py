@@ -142,7 +142,8 @@ def render_markdown(results: dict, plot_name: str | None = PLOT_NAME) -> str:
             lines += _breakdown(field, m[f"by_{field}"])
     t = results.get("timing", {})
     tps = t.get("tokens_per_second")
-    timing = (f"wall {t.get('wall_seconds', 0):.1f} s this run; generation "
+    timing = (f"wall {t.get('wall_seconds', 0):.1f} s this run; "
+              f"{t.get('engine_start_seconds', 0):.1f} s engine start; generation "
               f"{t.get('generation_seconds_all_runs', 0):.1f} s over all runs, "
               f"{t.get('completion_tokens', 0)} completion tokens"
               + (f" ({tps:.1f} tok/s)" if tps else "") + ".")
