@@ -91,7 +91,6 @@ def _is_name(lhs: str) -> bool:
     )
 
 
-_REL_OPS = ("\\le ", "\\ge ", "\\ne ", "\\le", "\\ge", "\\ne", "<", ">", "=")
 _MATRIX = re.compile(  # one matrix: the body may not open another environment
     r"\\begin\{([pbBvV]?matrix|array)\}(?:\{[^{}]*\})?((?:(?!\\begin\{).)*)\\end\{\1\}", re.DOTALL
 )
