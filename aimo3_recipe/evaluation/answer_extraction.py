@@ -234,7 +234,7 @@ def _verify(
     except Exception:  # a grader bug must not kill an RL run; counted, and the verdict is False
         from aimo3_recipe.evaluation.verifier import STATS
 
-        STATS.add("worker_errors")
+        STATS.add("errors")
         return False, False
 
 

@@ -56,6 +56,7 @@ class _Stats:
     timeouts: int = 0  # worker calls killed at the deadline (verdict: not equal)
     refused: int = 0  # atoms refused by the complexity guard (verdict: not equal)
     worker_errors: int = 0  # worker crashes / start failures (verdict: not equal)
+    errors: int = 0  # unexpected exceptions inside the grader (verdict: not equal)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def add(self, name: str, n: int = 1) -> None:
@@ -68,11 +69,11 @@ STATS = _Stats()
 
 def verifier_stats(reset: bool = False) -> dict[str, int]:
     """Counters since start (or the last reset) for this process: calls, sympy_calls,
-    timeouts, refused, worker_errors. Timeouts are counted here, never raised."""
+    timeouts, refused, worker_errors, errors. Timeouts are counted here, never raised."""
     with STATS.lock:
         out = {
             k: getattr(STATS, k)
-            for k in ("calls", "sympy_calls", "timeouts", "refused", "worker_errors")
+            for k in ("calls", "sympy_calls", "timeouts", "refused", "worker_errors", "errors")
         }
         if reset:
             for k in out:
