@@ -227,13 +227,77 @@ def run_key(config: EvalConfig, bench: Benchmark) -> dict[str, Any]:
     return {"benchmark_name": bench.name, **{k: getattr(config, k) for k in keep}}
 
 
+@dataclasses.dataclass
+class _RunState:
+    engine: Engine | None  # built on first need: a finished run reruns without a model
+    engine_seconds: float = 0.0  # time to start the engine
+    gen_seconds: float = 0.0  # generation time in this invocation
+    num_new: int = 0  # completions generated in this invocation
+
+
+def _run_pass(p: Pass, problems: list[EvalProblem], bench: Benchmark, store: SampleStore,
+              state: _RunState, config: EvalConfig, mlog: MetricsLogger) -> None:
+    """Generate and grade every batch of one pass that is not already stored."""
+    from tqdm.auto import tqdm
+
+    from aimo3_recipe.data.renderers import render_prompt
+
+    batches = [problems[i:i + config.batch_size]
+               for i in range(0, len(problems), config.batch_size)]
+    todo = [b for b, batch in enumerate(batches)
+            if any(not store.has(p.kind, q.index) for q in batch)]
+    if todo and state.engine is None:
+        t0 = time.time()
+        state.engine = build_engine(config, p.sampling.max_tokens)
+        state.engine_seconds = time.time() - t0
+    done = [r for q in problems for r in store.get(p.kind, q.index)]
+    correct, total = sum(r["correct"] for r in done), len(done)
+    bar = tqdm(total=len(problems), initial=sum(store.has(p.kind, q.index) for q in problems),
+               desc=f"{bench.name} {p.kind}", dynamic_ncols=True,
+               disable=None if config.progress is None else not config.progress)
+    for b_idx in todo:
+        batch, engine = batches[b_idx], state.engine
+        assert engine is not None
+        prompts = [render_prompt(engine.tokenizer, q.problem, mode=p.mode) for q in batch]
+        sampling = dataclasses.replace(p.sampling, seed=batch_seed(config.seed, p.kind, b_idx))
+        t0 = time.time()
+        outputs = _generate(engine, prompts, p.mode, sampling, config)
+        dt = time.time() - t0
+        state.gen_seconds += dt
+        for q, prompt, comps in zip(batch, prompts, outputs):
+            if store.has(p.kind, q.index):  # kept from the interrupted run
+                continue
+            recs = [{"prompt": prompt, "mode": p.mode, "gen_seconds": dt / len(batch),
+                     **grade_record(q, c, tir, aimo=bench.aimo, timeout=config.grade_timeout)}
+                    for c, tir in comps]
+            store.add(p.kind, q.index, recs)
+            state.num_new += len(recs)
+            correct += sum(r["correct"] for r in recs)
+            total += len(recs)
+            bar.update(1)
+        bar.set_postfix(acc=f"{correct / max(total, 1):.3f}")
+        mlog.log({f"eval/{p.kind}/running_accuracy": correct / max(total, 1),
+                  "time/batch": dt}, step=b_idx)
+    bar.close()
+
+
+def _timing(rows: list[dict], state: _RunState, t_start: float, t_load: float) -> dict:
+    recs = [r for row in rows for r in ([row["greedy"]] if row["greedy"] else []) + row["samples"]]
+    tokens = sum(r["num_tokens"] for r in recs)
+    # gen_seconds is a batch's time split over its problems, repeated on each of their samples
+    stored_gen = sum(r.get("gen_seconds", 0.0) for r in recs if r.get("sample_index", 0) == 0)
+    return {"wall_seconds": time.time() - t_start, "data_load_seconds": t_load,
+            "engine_start_seconds": state.engine_seconds,
+            "generation_seconds_this_run": state.gen_seconds,
+            "generation_seconds_all_runs": stored_gen, "completion_tokens": tokens,
+            "tokens_per_second": tokens / stored_gen if stored_gen else None}
+
+
 def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
     """Run one evaluation (resuming from `output_dir/samples.jsonl` when present); returns
     the results dict also written to `results.json`."""
-    from tqdm.auto import tqdm
-
     # imported before any engine starts, so a broken install fails in seconds, not minutes
-    from aimo3_recipe.data.renderers import render_prompt
+    from aimo3_recipe.data import renderers  # noqa: F401
     from aimo3_recipe.evaluation import answer_extraction  # noqa: F401
     from aimo3_recipe.evaluation.report import write_report
 
@@ -245,7 +309,6 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
     out = Path(config.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(config, out)
-    passes = plan_passes(config, bench)
     store = SampleStore(out / "samples.jsonl", run_key(config, bench), resume=config.resume)
     for prob in problems:
         for kind in ("greedy", "sampled", "selection"):
@@ -255,60 +318,21 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
                                   f"stored samples were made for (the data changed); use "
                                   f"another --output-dir or --resume false")
     t_load = time.time() - t_start
-    gen_seconds = t_engine = 0.0
-    n_new = 0
+    state = _RunState(engine)
     with store, MetricsLogger(out, resume=config.resume and store.num_resumed > 0) as mlog:
-        for p in passes:
-            batches = [problems[i:i + config.batch_size]
-                       for i in range(0, len(problems), config.batch_size)]
-            todo = {b for b, batch in enumerate(batches)
-                    if any(not store.has(p.kind, q.index) for q in batch)}
-            if todo and engine is None:
-                t0 = time.time()
-                engine = build_engine(config, p.sampling.max_tokens)
-                t_engine = time.time() - t0
-            n_done = sum(store.has(p.kind, q.index) for q in problems)
-            correct = sum(r["correct"] for q in problems for r in store.get(p.kind, q.index))
-            total = sum(len(store.get(p.kind, q.index)) for q in problems)
-            bar = tqdm(total=len(problems), initial=n_done, desc=f"{bench.name} {p.kind}",
-                       disable=None if config.progress is None else not config.progress,
-                       dynamic_ncols=True)
-            for b_idx, batch in enumerate(batches):
-                if b_idx not in todo:
-                    continue
-                assert engine is not None
-                prompts = [render_prompt(engine.tokenizer, q.problem, mode=p.mode) for q in batch]
-                sampling = dataclasses.replace(p.sampling, seed=batch_seed(config.seed, p.kind, b_idx))
-                t0 = time.time()
-                outputs = _generate(engine, prompts, p.mode, sampling, config)
-                dt = time.time() - t0
-                gen_seconds += dt
-                for q, prompt, comps in zip(batch, prompts, outputs):
-                    if store.has(p.kind, q.index):
-                        continue
-                    recs = [{"prompt": prompt, "mode": p.mode, "gen_seconds": dt / len(batch),
-                             **grade_record(q, c, tir, aimo=bench.aimo,
-                                            timeout=config.grade_timeout)}
-                            for c, tir in comps]
-                    store.add(p.kind, q.index, recs)
-                    n_new += len(recs)
-                    correct += sum(r["correct"] for r in recs)
-                    total += len(recs)
-                    bar.update(1)
-                bar.set_postfix(acc=f"{correct / max(total, 1):.3f}")
-                mlog.log({f"eval/{p.kind}/running_accuracy": correct / max(total, 1),
-                          "time/batch": dt}, step=b_idx)
-            bar.close()
+        for p in plan_passes(config, bench):
+            _run_pass(p, problems, bench, store, state, config, mlog)
         if config.strategy == "genselect":
-            engine = _run_genselect(problems, store, engine, config, mlog)
+            state.engine = _run_genselect(problems, store, state.engine, config, mlog)
         rows = _problem_rows(problems, store, config)
     summary = summarize(rows, ks=config.pass_k or None, confidence=config.confidence,
                         bootstrap_resamples=config.bootstrap_resamples, seed=config.seed)
-    total_tokens = sum(r["num_tokens"] for row in rows for r in
-                       ([row["greedy"]] if row["greedy"] else []) + row["samples"])
-    stored_gen = sum(r.get("gen_seconds", 0.0) for row in rows for r in
-                     ([row["greedy"]] if row["greedy"] else []) + row["samples"]
-                     if r.get("sample_index", 0) == 0)
+    if config.strategy == "genselect" and "strategy" in summary:
+        sel = [store.get("selection", q.index)[0] for q in problems]
+        summary["strategy"].update(
+            genselect_fallbacks=sum(r["fallbacks"] for r in sel),
+            genselect_judge_tokens=sum(r["judge_tokens"] for r in sel),
+            genselect_unanimous=sum(r["reason"] == "unanimous" for r in sel))
     results = {
         "model": config.model,
         "benchmark": {"name": bench.name, "description": bench.description,
@@ -317,23 +341,12 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
         "strategy": config.strategy,
         "metrics": summary,
         "config": _jsonable(config),
-        "timing": {"wall_seconds": time.time() - t_start, "data_load_seconds": t_load,
-                   "engine_start_seconds": t_engine,
-                   "generation_seconds_this_run": gen_seconds,
-                   "generation_seconds_all_runs": stored_gen,
-                   "completion_tokens": total_tokens,
-                   "tokens_per_second": total_tokens / stored_gen if stored_gen else None},
-        "resume": {"samples_resumed": store.num_resumed, "samples_generated": n_new,
+        "timing": _timing(rows, state, t_start, t_load),
+        "resume": {"samples_resumed": store.num_resumed, "samples_generated": state.num_new,
                    "torn_lines_dropped": store.dropped_lines},
         "environment": {"python": platform.python_version(), "platform": platform.platform()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if config.strategy == "genselect" and "strategy" in summary:
-        sel = [store.get("selection", q.index)[0] for q in problems]
-        summary["strategy"].update(
-            genselect_fallbacks=sum(r["fallbacks"] for r in sel),
-            genselect_judge_tokens=sum(r["judge_tokens"] for r in sel),
-            genselect_unanimous=sum(r["reason"] == "unanimous" for r in sel))
     (out / "results.json").write_text(json.dumps(_jsonable(results), indent=2) + "\n")
     write_report(results, out)
     return results
