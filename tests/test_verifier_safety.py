@@ -158,3 +158,24 @@ def test_stats_are_thread_safe():
     for t in threads:
         t.join()
     assert verifier_stats()["calls"] - before == 200
+
+
+def test_fuzz_never_raises():
+    """Random LaTeX-ish strings: the grader internals raise nothing (an exception would be
+    swallowed by verify_answer and counted as an error, hiding a bug)."""
+    import random
+
+    from aimo3_recipe.evaluation.answer_extraction import answer_key
+
+    alphabet = ["1", "2", "0", ".", ",", "x", "e", "i", "\\pi", "\\frac", "{", "}", "(", ")", "[",
+                "]", "\\{", "\\}", "^", "_", "+", "-", "=", "<", "\\le", "\\sqrt", "\\%", " ",
+                "\\cup", "\\infty", "!", "|", "\\sin", "\\begin{pmatrix}", "\\end{pmatrix}", "&",
+                "\\\\", "\\pm", ":", ";", "and", "(B)", "\\boxed{", "$", "\\text{ cm}"]
+    rng = random.Random(0)
+    for _ in range(300):
+        a = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        b = "".join(rng.choice(alphabet) for _ in range(rng.randint(1, 12)))
+        ok, _ = verifier.compare(a, b, timeout=1.0)
+        assert isinstance(ok, bool)
+        answer_key(a)
+        extract_answer(a)
