@@ -166,7 +166,8 @@ def main() -> None:
         ours = results[(cell, "pool/session")]["cells_per_s"]
         for base in ("python -c", "jupyter", "pool/fresh"):
             if (cell, base) in results:
-                print(f"{cell:8s} vs {base:11s}: {ours / results[(cell, base)]['cells_per_s']:7.1f}x")
+                ratio = ours / results[(cell, base)]["cells_per_s"]
+                print(f"{cell:8s} vs {base:11s}: {ratio:7.1f}x")
     trivial = results[("trivial", "pool/session")]["cells_per_s"]
     vs_c = trivial / results[("trivial", "python -c")]["cells_per_s"]
     print(f"\n# goals: >=20x python -c on trivial: {vs_c:.0f}x {'OK' if vs_c >= 20 else 'MISSED'}; "

@@ -126,7 +126,8 @@ def test_no_network(pool):
     server.settimeout(0.5)
     port = server.getsockname()[1]
     code = (f"import socket\nfor addr in [('127.0.0.1', {port}), ('1.1.1.1', 80)]:\n"
-            "    try:\n        socket.create_connection(addr, timeout=1)\n        print('CONNECTED')\n"
+            "    try:\n        socket.create_connection(addr, timeout=1)\n"
+            "        print('CONNECTED')\n"
             "    except OSError as e:\n        print(type(e).__name__)\n"
             "s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n"
             "try:\n    s.sendto(b'x', ('8.8.8.8', 53))\n    print('SENT')\n"

@@ -59,10 +59,10 @@ OUTPUT_OPEN = "```output"
 @dataclass
 class TIRConfig:
     max_tool_calls: int = 4  # code blocks executed per rollout
-    max_new_tokens: int | None = None  # model tokens per rollout, all rounds (None: sampling.max_tokens)
+    max_new_tokens: int | None = None  # model tokens per rollout, all rounds (None: max_tokens)
     max_rounds: int | None = None  # generate calls per rollout (None: 2 * max_tool_calls + 4)
     max_output_chars: int = 2000  # tool output put back into the context, per block
-    sandbox: SandboxConfig = field(default_factory=lambda: SandboxConfig(timeout_s=10.0))  # per-cell limits
+    sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # per-cell limits (if no pool)
 
     def __post_init__(self) -> None:
         if self.max_tool_calls < 0:
@@ -227,9 +227,9 @@ def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
                 active = [r for r in flat if not r.done]
                 if not active:
                     break
+                can_call = any(r.calls < config.max_tool_calls for r in active)
                 stops = list(dict.fromkeys(
-                    [OUTPUT_OPEN] + user_stops
-                    + ([FENCE_STOP] if any(r.calls < config.max_tool_calls for r in active) else [])))
+                    [OUTPUT_OPEN] + user_stops + ([FENCE_STOP] if can_call else [])))
                 round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
                                     max_tokens=max(1, min(r.budget for r in active)))
                 if round_idx == 0:  # n samples of each prompt: distinct even under a fixed seed

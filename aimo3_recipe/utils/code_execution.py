@@ -26,8 +26,9 @@ What is covered (checked by tests/test_sandbox_security.py, on Linux):
   (`max_processes`: a cgroup-v1 "pids" limit per session when the host runs as root, since
   RLIMIT_NPROC never applies to uid 0; RLIMIT_NPROC per user namespace otherwise), file size
   (`max_file_mb`), open files (256), output (`max_output_chars`). As root with cgroup v1, a
-  "memory" cgroup also caps all of a session's processes together at `memory_mb`. Threads or child processes still running when a
-  cell ends restart the session.
+  "memory" cgroup also caps all of a session's processes together at `memory_mb`. Threads
+  or child processes still running when a cell ends restart the session; a child forked by
+  a cell exits at the end of the cell instead of answering for it.
 * Files: Landlock (kernel >= 5.13) allows reading only the Python installation and system
   libraries (/usr, /lib, ...) and writing only the session's own temp dir (removed at the end).
   The repo, /work, /root, /home, /tmp and /proc of other processes are unreadable.
@@ -40,14 +41,15 @@ What is covered (checked by tests/test_sandbox_security.py, on Linux):
 What is NOT covered:
 * Kernel exploits, CPU side channels, and syscalls in general (no seccomp filter).
 * Where user namespaces are disabled (some containers) the namespaces are skipped: processes
-  are then killed through a subreaper instead, and the process limit is not applied (RLIMIT_NPROC
-  would count all the host user's processes). As root without a writable cgroup-v1 pids
-  controller (e.g. pure cgroup v2) there is no process limit either: a fork bomb then runs
-  until the wall clock kills its pid namespace. Not tested as a non-root user here. Where Landlock is missing files and TCP are not
-  restricted. `SandboxPool.features` says what is active; `SandboxConfig(strict=True)` refuses
-  to start without all layers.
-* Memory is limited as address space per process, not as resident memory of the session.
+  are then killed through a subreaper instead, there is no network isolation beyond
+  Landlock's TCP rules, and no process limit (RLIMIT_NPROC would count all the host user's
+  processes). As root without writable cgroup-v1 controllers (e.g. pure cgroup v2) there is
+  no process or per-session memory limit: a fork bomb then runs until the wall clock kills
+  its pid namespace. Where Landlock is missing, files and TCP are not restricted.
+  `SandboxPool.features` says what is active; `SandboxConfig(strict=True)` refuses to start
+  without namespaces and Landlock. Only tested as root (Linux 6.18, Landlock ABI 7).
 * Not a defence against denial of service of the machine's disk bandwidth or page cache.
+* A pool belongs to the process that made it: create one per process after a fork.
 * Linux only.
 """
 
@@ -82,11 +84,11 @@ class SandboxConfig:
     timeout_s: float = 10.0  # wall-clock limit per cell; the session is killed and restarted
     cpu_s: float = 10.0  # CPU seconds per cell (RLIMIT_CPU), threads and all
     session_cpu_s: float = 600.0  # CPU seconds for a whole session
-    memory_mb: int = 4096  # address space per session process (RLIMIT_AS); numpy+sympy ~0.3 GB
+    memory_mb: int = 4096  # address space per process (RLIMIT_AS); as root also RAM per session
     max_output_chars: int = 4000  # output kept per cell; the rest is replaced by a note
-    max_processes: int = 16  # processes+threads per session (needs user namespaces)
+    max_processes: int = 16  # processes+threads per session (cgroup as root, else RLIMIT_NPROC)
     max_file_mb: int = 64  # largest file a cell may write in its temp dir
-    prelude: str = "import math\nimport numpy as np\nimport sympy as sp\n"  # run once, in the template
+    prelude: str = "import math\nimport numpy as np\nimport sympy as sp\n"  # run in the template
     warm_modules: tuple[str, ...] = (  # imported in the template so cells import them instantly
         "itertools", "functools", "fractions", "decimal", "collections", "random", "re",
         "statistics", "heapq", "bisect", "cmath", "numbers", "string", "operator", "copy",
@@ -118,7 +120,8 @@ def _scrubbed_env(tmp: str) -> dict[str, str]:
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": tmp,
            "TMPDIR": tmp, "PYTHONIOENCODING": "utf-8", "PYTHONDONTWRITEBYTECODE": "1",
            "PYTHONHASHSEED": "0", "MPLBACKEND": "Agg"}
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
+                "NUMEXPR_NUM_THREADS"):
         env[var] = "1"  # one BLAS thread: parallelism comes from the pool, not from inside a cell
     return env
 
@@ -364,7 +367,8 @@ class Session:
             text = f"Error: {why}; the session was restarted (variables are gone)."
             return ExecResult(text, ok=False, error=why, duration_s=dt, restarted=True)
         assert isinstance(msg, dict)
-        output = str(msg.get("output", ""))
+        # lone surrogates (print("\ud800")) would break tokenizers downstream: make it UTF-8
+        output = str(msg.get("output", "")).encode("utf-8", "replace").decode("utf-8")
         dropped = int(msg.get("dropped") or 0)
         if dropped:
             output += f"\n[... {dropped} more characters of output were cut ...]"

@@ -202,7 +202,8 @@ def leave_cgroups(paths: list[str]) -> None:
     """Move back to the parent of the pool cgroup and remove the session's cgroups."""
     for path in paths:
         try:
-            with open(os.path.join(os.path.dirname(os.path.dirname(path)), "cgroup.procs"), "w") as f:
+            above_pool = os.path.dirname(os.path.dirname(path))
+            with open(os.path.join(above_pool, "cgroup.procs"), "w") as f:
                 f.write(str(os.getpid()))
             os.rmdir(path)
         except OSError:

@@ -3,7 +3,7 @@
 Run as a script by `SandboxPool`, never imported by user code. One *template* process imports
 math/numpy/sympy once, then forks a fresh process tree per session on request:
 
-    template --fork--> supervisor --unshare(user,pid,net,ipc)+fork--> init (pid 1) --fork--> cell runner
+    template -fork-> supervisor -unshare(user,pid,net,ipc), fork-> init (pid 1) -fork-> runner
 
 * supervisor: outside the new namespaces; reports the init's pid and, later, how the session
   ended on a status socket the model's code never sees; kills anything left over and removes
@@ -175,7 +175,9 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
         resource.setrlimit(resource.RLIMIT_NPROC, (cfg["max_processes"],) * 2)
     hard_cpu = int(cfg["session_cpu_s"])
     resource.setrlimit(resource.RLIMIT_CPU, (hard_cpu, hard_cpu))
-    landlock = iso.landlock_restrict(iso.python_read_paths(), [tmp, "/dev/null"]) if cfg["landlock"] else 0
+    landlock = 0
+    if cfg["landlock"]:
+        landlock = iso.landlock_restrict(iso.python_read_paths(), [tmp, "/dev/null"])
     iso.drop_capabilities()
     send_msg(sock, {"type": "hello", "landlock": landlock})
     writer = _CappedWriter(cfg["max_output_chars"])
