@@ -220,3 +220,13 @@ def test_output_is_valid_utf8(pool):
     r = pool.run("print('a\\ud800b', 'é')")
     assert r.output == "a?b é\n"
     r.output.encode("utf-8")
+
+
+def test_alarm_set_by_a_cell_does_not_fire_later(pool):
+    import time
+
+    with pool.session() as s:
+        assert s.run("import signal\nsignal.alarm(1)\nv = 1").ok
+        time.sleep(1.5)
+        r = s.run("v")
+    assert r.output == "1\n" and not r.restarted

@@ -207,6 +207,7 @@ def _cell_runner(sock: socket.socket, cfg: dict, tmp: str, env: dict, isolated: 
             error = (tb.splitlines()[-1] if tb else type(e).__name__)[:500]
         finally:
             sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
+            signal.setitimer(signal.ITIMER_REAL, 0)  # an alarm the cell set must not fire later
         if os.getpid() != me:  # a child the cell forked got here: it must not answer the host
             os._exit(1 if error else 0)
         limit = cfg["max_output_chars"]
