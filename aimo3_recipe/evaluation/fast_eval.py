@@ -3,10 +3,10 @@
 Why: parsing LaTeX with latex2sympy2_extended (ANTLR) costs 30-300 ms per expression, more
 than everything else in the verifier together. Most answers that are not plain rationals are
 short expressions (`2\\sqrt3`, `\\frac{\\pi}{4}`, `x^2+2x+1`, `\\sin^2 x`); this module parses
-those itself and compares them by evaluation at 50 digits (constants) or at fixed random
+those itself and compares them by evaluation at 60 digits (constants) or at fixed random
 points (expressions with variables).
 
-It only decides when the evidence is overwhelming: equal to ~1e-30 relative (constants) or at
+It only decides when the evidence is overwhelming: equal to 1e-45 relative (constants) or at
 every test point, or different by more than 1e-8. Anything it does not fully understand
 (ambiguous notation such as `\\sin 2x`, `x^23`, `i`, sums, integrals), and anything in
 between, returns None and goes to the sympy worker. Sizes are capped, so it cannot hang.
@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from mpmath.ctx_mp import MPContext
 
-_DPS = 50
+_DPS = 60
 _LOCAL = threading.local()
 
 
@@ -34,8 +34,8 @@ def _ctx() -> MPContext:
     return c
 
 
-_EQ_TOL = "1e-30"
-_NE_TOL = "1e-8"
+_EQ_TOL = "1e-45"  # equal: agreement to 45 of 60 digits
+_NE_TOL = "1e-8"  # different: disagreement beyond rounding of any kind
 _POINTS = ("0.7316829", "1.3913517", "-0.5527731", "2.2360679", "-1.7019431", "0.3183098")
 
 

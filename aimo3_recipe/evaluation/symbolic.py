@@ -16,7 +16,7 @@ from typing import Any
 import sympy
 from sympy import Basic
 
-_REL_TOL = sympy.Float("1e-12", 40)
+_REL_TOL = sympy.Float("1e-40", 50)  # agreement to 40 of 50 digits
 _POINTS = (0.7316, 1.3913, -0.5527, 2.2361, -1.7019, 0.3183)
 
 
@@ -45,7 +45,7 @@ def parse_latex(s: str) -> Basic:
 def _num(x: Basic) -> sympy.Expr | None:
     """A 40-digit complex value, or None if it is not a finite number."""
     try:
-        v = sympy.N(x, 40)
+        v = sympy.N(x, 50)
     except Exception:
         return None
     if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or v.free_symbols:
@@ -56,7 +56,7 @@ def _num(x: Basic) -> sympy.Expr | None:
 
 
 def _close(a: sympy.Expr, b: sympy.Expr, tol: sympy.Expr = _REL_TOL) -> bool:
-    diff = abs(sympy.N(a - b, 40))
+    diff = abs(sympy.N(a - b, 50))
     scale = max(abs(a), abs(b), sympy.Integer(1))
     return bool(diff <= tol * scale)
 
@@ -116,7 +116,7 @@ def _random_points_equal(a: Basic, b: Basic, syms: list) -> bool:
                 # defined on one side only: different functions (unless both undefined)
                 return False
             continue
-        if not _close(va, vb, sympy.Float("1e-9", 40)):
+        if not _close(va, vb, sympy.Float("1e-20", 50)):
             return False
         agree += 1
         if agree >= 4:
