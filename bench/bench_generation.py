@@ -54,6 +54,8 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64, help="HF sequences per generate call")
     ap.add_argument("--skip-vllm", action="store_true")
+    ap.add_argument("--eager", action="store_true",
+                    help="vLLM without torch.compile (faster start-up, slower decoding)")
     args = ap.parse_args()
 
     cfg = SamplingConfig(n=args.n, temperature=0.7, top_p=0.95, max_tokens=args.max_tokens,
@@ -74,7 +76,7 @@ def main() -> None:
             from aimo3_recipe.inference.vllm_engine import VLLMEngine
 
             t = time.perf_counter()
-            vl = VLLMEngine(args.model, seed=0, max_model_len=2048)
+            vl = VLLMEngine(args.model, seed=0, max_model_len=2048, enforce_eager=args.eager)
             res["vllm_startup_s"] = round(time.perf_counter() - t, 1)
             vl.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
             dt, tok = timed_generate(vl, cot, cfg)

@@ -197,6 +197,11 @@ def test_cli_json_on_tiny_model_folder(tiny_model_dir, capsys):
     assert len(out["candidates"]) == 2
 
 
+def test_cli_bad_strategy_is_a_clear_error(capsys):
+    assert cli(["--strategy", "best_of", "--problem", "1+1?"]) == 2
+    assert "strategy must be one of" in capsys.readouterr().err
+
+
 def test_aimo3_generate_console_command_forwards(tiny_model_dir, capsys):
     from aimo3_recipe.cli import main
 

@@ -256,9 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
 def cli(argv: list[str] | None = None) -> int:
     from aimo3_recipe.config import config_from_args
 
+    from aimo3_recipe.exceptions import Aimo3Error
+
     args = build_parser().parse_args(argv)
-    config = config_from_args(GenerationConfig, args, args.config)
-    result = MathGenerator(config).solve(args.problem)
+    try:
+        config = config_from_args(GenerationConfig, args, args.config)
+        result = MathGenerator(config).solve(args.problem)
+    except Aimo3Error as e:  # our errors say what to do; no traceback needed
+        print(f"aimo3 generate: error: {e}", file=sys.stderr)
+        return 2
     if args.json:
         print(json.dumps(result.to_dict(), indent=2, default=str))
     else:
