@@ -3,8 +3,8 @@
 Public API (import from here):
 - `extract_answer(completion)`: the last `\\boxed{}`/`\\fbox{}` (nested braces; a later box
   replaces an earlier one, also across `<think>`), else "The answer is ...", "**Answer:** ...",
-  GSM8K `#### N`, else the last number. A completion whose last box is unclosed (cut at the
-  token limit) has no answer.
+  GSM8K `#### N`, else the last inline maths span or number. A completion whose last box is
+  unclosed (cut at the token limit) has no answer.
 - `verify_answer(predicted, reference, timeout=2.0, aimo=False, problem=None)`: equivalence
   (see `verifier.py` for the rules); AIMO mode accepts only integers 0..99999 and reduces the
   prediction mod m when the problem asks for a remainder modulo m.
@@ -247,6 +247,11 @@ def verify_batch(predicted: list[str | None], references: list[str], **kw) -> li
     problems = kw.pop("problem", None)
     if not isinstance(problems, list):
         problems = [problems] * len(predicted)
+    if len(problems) != len(predicted):
+        raise ValueError(
+            f"verify_batch: {len(problems)} problems for {len(predicted)} predictions; "
+            "pass one problem text per prediction or a single string"
+        )
     return [
         verify_answer(p, r, problem=q, **kw) for p, r, q in zip(predicted, references, problems)
     ]
