@@ -194,15 +194,20 @@ class _Parser:
 
     def term(self) -> Node:
         node = self.unary()
+        after_slash = False
         while True:
             tok = self.peek()
             if tok in ("*", "\\cdot", "\\times"):
                 self.take()
                 node = _binop("*", node, self.unary())
+                after_slash = False
             elif tok in ("/", "\\div"):
                 self.take()
                 node = _binop("/", node, self.unary())
+                after_slash = True
             elif self._starts_primary(tok):
+                if after_slash:
+                    raise Unsupported("1/2x: (1/2)x or 1/(2x)?")
                 prev = self.t[self.i - 1]
                 if (tok[0].isdigit() or tok[0] == ".") and prev not in (")", "}"):
                     raise Unsupported("a number after a factor is ambiguous")
