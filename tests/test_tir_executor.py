@@ -227,38 +227,11 @@ def test_greedy_first_round_asks_once_and_copies(pool):
 
 
 # ---------------------------------------------------------------- tiny real model
-class _MinimalHFEngine:
-    """Greedy transformers engine for this test, used only if hf_engine.py is missing."""
-
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
-
-    def generate(self, prompts, config):
-        import torch
-
-        out = []
-        for p in prompts:
-            ids = self.tokenizer(p, return_tensors="pt").input_ids
-            with torch.no_grad():
-                g = self.model.generate(ids, max_new_tokens=config.max_tokens, do_sample=False,
-                                        pad_token_id=self.tokenizer.eos_token_id)
-            new = g[0, ids.shape[1]:].tolist()
-            text = self.tokenizer.decode(new, skip_special_tokens=True)
-            finish = "length" if len(new) >= config.max_tokens else "stop"
-            out.append([Completion(text, new, None, finish)] * config.n)
-        return out
-
-
 def test_tiny_random_model_end_to_end(pool, tiny_tokenizer):
+    from aimo3_recipe.inference.hf_engine import HFEngine
     from aimo3_recipe.testing import make_tiny_model
 
-    tok, model = tiny_tokenizer, make_tiny_model(tiny_tokenizer)
-    try:
-        from aimo3_recipe.inference.hf_engine import HFEngine
-
-        engine = HFEngine(model, tok)
-    except ImportError:
-        engine = _MinimalHFEngine(model, tok)
+    engine = HFEngine(make_tiny_model(tiny_tokenizer), tiny_tokenizer)
     results = run_tir(engine, ["Compute 2+2.", "Solve x^2=4."],
                       SamplingConfig(n=2, max_tokens=24, temperature=0.0),
                       TIRConfig(max_new_tokens=24), pool=pool)
@@ -266,4 +239,5 @@ def test_tiny_random_model_end_to_end(pool, tiny_tokenizer):
     for r in (r for g in results for r in g):
         assert 0 < r.num_model_tokens <= 24 and r.finish_reason in ("length", "stop")
         assert "".join(t for t, _ in r.segments) == r.text
-        assert len(r.token_ids) == r.num_model_tokens
+        assert len(r.token_ids) == r.num_model_tokens == len(r.logprobs)
+    assert results[0][0].text == results[0][1].text  # greedy: both rollouts agree
