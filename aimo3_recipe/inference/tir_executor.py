@@ -33,6 +33,8 @@ what was sampled (and `TIRResult.cut_text` is True).
 Limits: `max_tool_calls` blocks per rollout (after that, code fences no longer stop generation
 and a model-written ```output ends the rollout with finish_reason="max_tool_calls"),
 `max_new_tokens` model tokens per rollout in total, and `max_rounds` generate calls.
+Sessions come from `pool` (default: the shared pool for `config.sandbox`); a rollout opens
+its session at its first code block and closes it as soon as the rollout ends.
 """
 
 from __future__ import annotations
