@@ -420,3 +420,23 @@ def test_aimo_benchmark_grades_modulus_aware(tmp_path, tiny_tokenizer):
                engine=FixedEngine(tiny_tokenizer, "So \\boxed{21}."))
     assert res["metrics"]["greedy"]["accuracy"] == 0.5
     assert res["benchmark"]["answer_type"] == "aimo"
+
+
+def test_stored_verdicts_are_used_and_regrade_recomputes_them(tmp_path, bench_file,
+                                                             tiny_tokenizer):
+    out = tmp_path / "rg"
+    first = main(_config(bench_file, out), engine=FakeEngine(tiny_tokenizer))
+    path = out / "samples.jsonl"
+    lines = path.read_text().splitlines()
+    # corrupt every verdict, as an older grader with a bug would have stored them
+    tampered = [lines[0]] + [json.dumps({**json.loads(x), "correct": False}) for x in lines[1:]]
+    path.write_text("\n".join(tampered) + "\n")
+    stale = main(_config(bench_file, out), engine=FakeEngine(tiny_tokenizer, fail_on_call=1))
+    assert stale["metrics"]["sampled"]["pass@1"] == 0.0 < first["metrics"]["sampled"]["pass@1"]
+    fixed = main(_config(bench_file, out, regrade=True),
+                 engine=FakeEngine(tiny_tokenizer, fail_on_call=1))  # no generation needed
+    assert fixed["resume"]["verdicts_changed_by_regrade"] == sum(
+        json.loads(x)["correct"] for x in lines[1:])
+    assert fixed["metrics"] == first["metrics"]
+    assert len(path.read_text().splitlines()) == len(lines)  # rewritten whole, nothing lost
+    assert json.loads(path.read_text().splitlines()[1])["correct"] == json.loads(lines[1])["correct"]

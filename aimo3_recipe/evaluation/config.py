@@ -31,5 +31,6 @@ class EvalConfig:
     confidence: float = 0.95  # level of the reported confidence intervals
     bootstrap_resamples: int = 1000  # resamples for bootstrap intervals of averaged scores
     grade_timeout: float = 2.0  # seconds per answer comparison before it counts as wrong
+    regrade: bool = False  # grade the stored completions again with the current grader
     tir_max_calls: int = 4  # code executions per TIR completion
     progress: bool | None = None  # progress bar; None: only when stderr is a terminal

@@ -165,6 +165,30 @@ def choose(strategy: str, greedy: dict | None, samples: list[dict],
     return vote.answer, bool(winner["correct"])
 
 
+def regrade(store: SampleStore, problems: list[EvalProblem], bench: Benchmark,
+            timeout: float) -> int:
+    """Grade every stored completion again with the current grader (verdicts are stored, so a
+    better grader otherwise needs a fresh run); returns how many verdicts changed."""
+    from aimo3_recipe.evaluation.answer_extraction import answer_key, grade
+
+    changed = 0
+    for prob in problems:
+        for kind in ("greedy", "sampled"):
+            for rec in store.get(kind, prob.index):
+                g = grade(rec["completion"], prob.answer, aimo=bench.aimo, problem=prob.problem,
+                          timeout=timeout)
+                changed += bool(g.correct) != rec["correct"]
+                rec.update(extracted_answer=g.extracted, answer_key=answer_key(g.extracted),
+                           correct=bool(g.correct), boxed=bool(g.boxed),
+                           grade_timed_out=bool(g.timed_out))
+        for sel in store.get("selection", prob.index):
+            if sel["chosen_index"] is not None:
+                chosen = store.get("sampled", prob.index)[sel["chosen_index"]]
+                sel.update(extracted_answer=chosen["extracted_answer"], correct=chosen["correct"])
+    store.rewrite()
+    return changed
+
+
 def _chat(tokenizer: Any, user_message: str) -> str:
     """A user message in the tokenizer's chat format (plain text when it has none)."""
     if getattr(tokenizer, "chat_template", None):
@@ -319,6 +343,7 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
                                   f"another --output-dir or --resume false")
     t_load = time.time() - t_start
     state = _RunState(engine)
+    regraded = regrade(store, problems, bench, config.grade_timeout) if config.regrade else None
     with store, MetricsLogger(out, resume=config.resume and store.num_resumed > 0) as mlog:
         for p in plan_passes(config, bench):
             _run_pass(p, problems, bench, store, state, config, mlog)
@@ -343,7 +368,7 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
         "config": _jsonable(config),
         "timing": _timing(rows, state, t_start, t_load),
         "resume": {"samples_resumed": store.num_resumed, "samples_generated": state.num_new,
-                   "torn_lines_dropped": store.dropped_lines},
+                   "torn_lines_dropped": store.dropped_lines, "verdicts_changed_by_regrade": regraded},
         "environment": {"python": platform.python_version(), "platform": platform.platform()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }

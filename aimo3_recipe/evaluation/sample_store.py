@@ -63,15 +63,25 @@ class SampleStore:
             else:  # a group cut by the kill: regenerated (same batch, same seed -> same text)
                 self.dropped_lines += len(recs)
         self.num_resumed = sum(len(r) for r in self.records.values())
-        # rewrite without torn lines so the file stays valid jsonl
-        with self.path.open("w") as f:
+        self._rewrite()  # without torn lines, so the file stays valid jsonl
+        if self.dropped_lines:
+            logger.warning("%s: dropped %d incomplete line(s) left by an interrupted run; "
+                           "those problems are generated again", self.path, self.dropped_lines)
+
+    def _rewrite(self) -> None:
+        tmp = self.path.with_suffix(".jsonl.tmp")
+        with tmp.open("w") as f:
             f.write(json.dumps({"header": self.run_key}, sort_keys=True) + "\n")
             for recs in self.records.values():
                 for rec in recs:
                     f.write(json.dumps(rec) + "\n")
-        if self.dropped_lines:
-            logger.warning("%s: dropped %d incomplete line(s) left by an interrupted run; "
-                           "those problems are generated again", self.path, self.dropped_lines)
+        tmp.replace(self.path)  # atomic: a kill now leaves the old or the new file, whole
+
+    def rewrite(self) -> None:
+        """Write every record again (after records were changed in place, e.g. regraded)."""
+        self._file.close()
+        self._rewrite()
+        self._file = self.path.open("a")
 
     def has(self, kind: str, problem_index: int) -> bool:
         return (kind, problem_index) in self.records
