@@ -54,6 +54,7 @@ def main() -> None:
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64, help="HF sequences per generate call")
     ap.add_argument("--skip-vllm", action="store_true")
+    ap.add_argument("--skip-tir", action="store_true")
     ap.add_argument("--eager", action="store_true",
                     help="vLLM without torch.compile (faster start-up, slower decoding)")
     args = ap.parse_args()
@@ -89,6 +90,9 @@ def main() -> None:
         except ImportError as e:
             print(f"vllm  skipped: {e}")
 
+    if args.skip_tir:
+        print(json.dumps(res))
+        return
     tir = [render_prompt(tir_engine.tokenizer, p, "tir") for p in probs]
     dt_p, tok_p = timed_generate(tir_engine, tir, cfg)
     dt_t, tok_t, calls = timed_tir(tir_engine, tir, cfg)
