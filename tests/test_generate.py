@@ -215,7 +215,8 @@ def test_aimo3_generate_console_command_forwards(tiny_model_dir, capsys):
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_cli_each_strategy_on_embedded_default(embedded_model_dir, strategy, capsys):
     rc = cli(["--model", "default", "--strategy", strategy, "--num-samples", "2",
-              "--max-new-tokens", "96", "--genselect-max-tokens", "48", "--max-tool-calls", "1",
+              "--max-new-tokens", "40", "--genselect-max-tokens", "16", "--max-tool-calls", "1",
+              "--genselect-max-chars", "600",
               "--problem", "What is 12 + 35? Put the answer in \\boxed{}.", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
