@@ -1,7 +1,7 @@
 """Bench: SFT training throughput, our SFT (packed, examples kept apart) vs TRL's SFTTrainer
 without packing, on the same real maths solutions of varied lengths.
 
-    python bench/bench_sft.py [--model default] [--examples 32] [--max-length 1024]
+    python bench/bench_sft.py [--model default] [--examples 24] [--max-length 768] [--batch-size 4]
 
 Data: `--examples` worked solutions drawn with a fixed seed from Hendrycks MATH test
 (`$AIMO3_DATA_DIR/math_test5000.jsonl`, or `--data FILE`), rendered by our chat renderer
@@ -163,8 +163,8 @@ def main() -> int:
     parser.add_argument("--model", default="default", help="model to train (default: embedded)")
     parser.add_argument("--data", default=None,
                         help=f"problem/solution .jsonl (default: {DEFAULT_DATA} in $AIMO3_DATA_DIR)")
-    parser.add_argument("--examples", type=int, default=32, help="training examples")
-    parser.add_argument("--max-length", type=int, default=1024, help="longer examples are cut")
+    parser.add_argument("--examples", type=int, default=24, help="training examples")
+    parser.add_argument("--max-length", type=int, default=768, help="longer examples are cut")
     parser.add_argument("--batch-size", type=int, default=4, help="rows per micro-batch")
     parser.add_argument("--warmup", type=int, default=1, help="optimizer steps left out of timing")
     parser.add_argument("--full", action="store_true", help="full fine-tuning instead of LoRA")
