@@ -27,7 +27,7 @@ class SamplingConfig:
 class Completion:
     text: str  # generated text (without the prompt)
     token_ids: list[int]  # generated token ids
-    logprobs: list[float] | None  # log-prob of each generated token under the sampler
+    logprobs: list[float] | None  # raw model log-prob of each generated token (before temperature/top-p)
     finish_reason: str  # "stop" (EOS or stop string), "length" (hit max_tokens)
     stop_reason: str | None = None  # the stop string matched, if any
 
