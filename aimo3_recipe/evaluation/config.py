@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-STRATEGIES = ("greedy", "majority_vote", "weighted_vote", "tir", "genselect")
+# one list of strategy names, owned by the inference layer
+from aimo3_recipe.inference.strategies import STRATEGIES  # noqa: F401
 
 
 @dataclass

@@ -37,8 +37,7 @@ from aimo3_recipe.inference.solution_selection import (
     should_stop_early,
     weighted_vote,
 )
-
-STRATEGIES = ("greedy", "majority_vote", "weighted_vote", "tir", "genselect")
+from aimo3_recipe.inference.strategies import STRATEGIES
 
 
 @dataclass
@@ -255,7 +254,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cli(argv: list[str] | None = None) -> int:
     from aimo3_recipe.config import config_from_args
-
     from aimo3_recipe.exceptions import Aimo3Error
 
     args = build_parser().parse_args(argv)
