@@ -10,7 +10,7 @@ from aimo3_recipe.data.preprocessing import (
     decontaminate,
     dedup_exact,
     dedup_near,
-    extract_answer,
+    reference_answer,
     load_benchmark_problems,
     ngrams,
     normalize_answer,
@@ -36,7 +36,7 @@ def rec(problem: str, answer: str = "1", solution: str = "") -> MathRecord:
     ("", "  ", None),
 ])
 def test_extract_answer(solution, answer, expected):
-    assert extract_answer(solution, answer) == expected
+    assert reference_answer(solution, answer) == expected
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimo3_recipe.data.preprocessing import extract_answer, normalize_answer
+from aimo3_recipe.data.preprocessing import reference_answer, normalize_answer
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.exceptions import DatasetError
 
@@ -162,7 +162,7 @@ def row_to_record(row: dict[str, Any], source: str, *, tir: bool = False,
         return None, "missing problem"
     solution = str(_first(row, _SOLUTION_FIELDS) or "")
     raw_answer = _first(row, _ANSWER_FIELDS)
-    answer = extract_answer(solution, None if raw_answer is None else str(raw_answer))
+    answer = reference_answer(solution, None if raw_answer is None else str(raw_answer))
     if raw_answer is not None and "####" in str(raw_answer) and not solution:
         # GSM8K keeps its worked solution and the answer in one field
         solution = _gsm8k_solution(str(raw_answer))

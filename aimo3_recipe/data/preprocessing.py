@@ -33,7 +33,7 @@ DEFAULT_BENCHMARKS = ("math500", "gsm8k", "aime24", "aime25", "amc23")
 
 # ----------------------------------------------------------------------------- answers
 
-def extract_answer(solution: str, answer: str | None = None) -> str | None:
+def reference_answer(solution: str, answer: str | None = None) -> str | None:
     """The final answer of a reference: answer field, else GSM8K "#### N", else last \\boxed{}."""
     for text in (answer, solution):
         if text and "####" in text:
@@ -286,7 +286,7 @@ def preprocess(records: Sequence[MathRecord], *,
     report = PreprocessReport(input_rows=len(records))
     cleaned = []
     for r in records:
-        answer = extract_answer(r.solution, r.answer)
+        answer = reference_answer(r.solution, r.answer)
         answer = normalize_answer(answer) if answer else ""
         if not answer:
             report.no_answer += 1
