@@ -10,13 +10,13 @@ from aimo3_recipe.data.preprocessing import (
     decontaminate,
     dedup_exact,
     dedup_near,
-    reference_answer,
     load_benchmark_problems,
     ngrams,
     normalize_answer,
     normalize_text,
     preprocess,
     problem_key,
+    reference_answer,
     tokens,
 )
 from aimo3_recipe.data.records import MathRecord

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimo3_recipe.data.preprocessing import reference_answer, normalize_answer
+from aimo3_recipe.data.preprocessing import normalize_answer, reference_answer
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.exceptions import DatasetError
 
