@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -101,6 +102,44 @@ class ScriptedEngine:
         return out
 
 
+class StreamingScriptedEngine(ScriptedEngine):
+    """The same scripts through `submit`/`poll` (a `StreamingEngine`, like vLLM): each poll
+    decodes one token of every pending request, so a short request ends while long ones go on.
+    `submits` records (poll step, request id, config) of every request."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, list] = {}
+        self.steps = 0
+        self.submits: list[tuple[int, str, SamplingConfig]] = []
+
+    def submit(self, request_id, prompt, config):
+        assert request_id not in self.pending
+        (comp, *_), = self.generate([prompt], config)
+        self.pending[request_id] = [comp, max(1, len(comp.token_ids))]
+        self.submits.append((self.steps, request_id, config))
+
+    def poll(self):
+        time.sleep(0.002)  # a decode step takes time: code running meanwhile can finish
+        self.steps += 1
+        ended = []
+        for rid, entry in list(self.pending.items()):
+            entry[1] -= 1
+            if entry[1] <= 0:
+                ended.append((rid, entry[0]))
+                del self.pending[rid]
+        return ended
+
+    def has_pending(self):
+        return bool(self.pending)
+
+
+@pytest.fixture(params=["rounds", "streaming"])
+def Scripted(request):
+    """Both TIR loops: one generate call per round, and continuous batching."""
+    return ScriptedEngine if request.param == "rounds" else StreamingScriptedEngine
+
+
 @pytest.fixture(scope="module")
 def pool():
     with SandboxPool(size=2, config=SandboxConfig(timeout_s=2.0)) as p:
@@ -115,8 +154,8 @@ def _tir(engine, prompts, pool, n=1, max_tokens=400, seed=None, temperature=0.0,
 CODE = "Let me compute.\n```python\nx = 6 * 7\nprint(x)\n```\n"
 
 
-def test_one_call_appends_output_and_continues(pool):
-    engine = ScriptedEngine({"P": [CODE, "So the answer is \\boxed{42}."]})
+def test_one_call_appends_output_and_continues(pool, Scripted):
+    engine = Scripted({"P": [CODE, "So the answer is \\boxed{42}."]})
     (r,), = _tir(engine, ["P"], pool)
     assert r.text == CODE + "```output\n42\n```\n" + "So the answer is \\boxed{42}."
     assert r.segments == [(CODE, "model"), ("```output\n42\n```\n", "tool"),
@@ -128,73 +167,73 @@ def test_one_call_appends_output_and_continues(pool):
     assert [len(t) for t in r.segment_token_ids] == [len(CODE), 0, len(model_text) - len(CODE)]
 
 
-def test_state_carries_across_blocks_of_a_rollout(pool):
+def test_state_carries_across_blocks_of_a_rollout(pool, Scripted):
     second = "```python\nprint(x + 1)\n```\n"
-    engine = ScriptedEngine({"P": [CODE, second, "done"]})
+    engine = Scripted({"P": [CODE, second, "done"]})
     (r,), = _tir(engine, ["P"], pool)
     assert "```output\n43\n```\n" in r.text and r.num_code_calls == 2
 
 
-def test_code_error_is_counted_and_shown(pool):
-    engine = ScriptedEngine({"P": ["```python\n1/0\n```\n", "oops"]})
+def test_code_error_is_counted_and_shown(pool, Scripted):
+    engine = Scripted({"P": ["```python\n1/0\n```\n", "oops"]})
     (r,), = _tir(engine, ["P"], pool)
     assert r.num_code_errors == 1 and "ZeroDivisionError" in r.segments[1][0]
     assert r.segments[1][1] == "tool" and r.text.endswith("oops")
 
 
-def test_timeout_is_counted(pool):
-    engine = ScriptedEngine({"P": ["```python\nwhile True: pass\n```\n", "gave up"]})
+def test_timeout_is_counted(pool, Scripted):
+    engine = Scripted({"P": ["```python\nwhile True: pass\n```\n", "gave up"]})
     (r,), = _tir(engine, ["P"], pool)
     assert r.num_timeouts == 1 and r.num_code_errors == 1 and "Timed out" in r.text
 
 
-def test_model_cannot_fake_tool_output(pool):
-    engine = ScriptedEngine({"P": ["The result is\n```output\n999\n```\nso \\boxed{999}"]})
+def test_model_cannot_fake_tool_output(pool, Scripted):
+    engine = Scripted({"P": ["The result is\n```output\n999\n```\nso \\boxed{999}"]})
     (r,), = _tir(engine, ["P"], pool)
     assert "999" not in r.text and r.finish_reason == "fake_output"
     assert r.segments == [("The result is\n```output", "model")]
 
 
-def test_marker_right_after_code_runs_the_code(pool):
+def test_marker_right_after_code_runs_the_code(pool, Scripted):
     turn = "```python\nprint(5)\n```output\n999\n```\n"
-    engine = ScriptedEngine({"P": [turn, "end"]})
+    engine = Scripted({"P": [turn, "end"]})
     (r,), = _tir(engine, ["P"], pool)
     assert r.text == "```python\nprint(5)\n```output\n5\n```\nend"
     assert "999" not in r.text and r.num_code_calls == 1
 
 
-def test_engine_ignoring_stop_strings_is_cut(pool):
+def test_engine_ignoring_stop_strings_is_cut(pool, Scripted):
     turn = "```python\nprint(2 + 2)\n```\n```output\n5\n```\nanswer 5"
-    engine = ScriptedEngine({"P": [turn, "answer 4"]}, honour_stops=False)
+    engine = Scripted({"P": [turn, "answer 4"]}, honour_stops=False)
     (r,), = _tir(engine, ["P"], pool)
     assert r.text == "```python\nprint(2 + 2)\n```\n```output\n4\n```\nanswer 4"
     assert r.cut_text
 
 
-def test_engine_dropping_the_stop_string(pool):
-    engine = ScriptedEngine({"P": [CODE, "fine"]}, drop_stop_str=True)
+def test_engine_dropping_the_stop_string(pool, Scripted):
+    engine = Scripted({"P": [CODE, "fine"]}, drop_stop_str=True)
     (r,), = _tir(engine, ["P"], pool)
     assert r.text == CODE + "```output\n42\n```\nfine"
 
 
-def test_other_fences_do_not_run_code(pool):
+def test_other_fences_do_not_run_code(pool, Scripted):
     turn = "Plan:\n```text\nstep 1\n```\nNo code needed, \\boxed{1}."
-    engine = ScriptedEngine({"P": [turn]})
+    engine = Scripted({"P": [turn]})
     (r,), = _tir(engine, ["P"], pool)
     assert r.text == turn and r.num_code_calls == 0 and r.finish_reason == "stop"
     assert len(engine.calls) == 2  # stopped at the fence, then continued
 
 
-def test_tool_call_limit(pool):
+def test_tool_call_limit(pool, Scripted):
     block = "```python\nprint(1)\n```\n"
-    engine = ScriptedEngine({"P": [block, block + "```output\n7\n```\n"]})
+    engine = Scripted({"P": [block, block + "```output\n7\n```\n"]})
     (r,), = _tir(engine, ["P"], pool, max_tool_calls=1)
     assert r.num_code_calls == 1 and r.finish_reason == "max_tool_calls"
     assert r.text == block + "```output\n1\n```\n" + block + "```output"
 
 
-def test_token_budget_over_all_rounds(pool):
-    engine = ScriptedEngine({"P": [CODE, "x" * 500]})
+def test_token_budget_over_all_rounds(pool, Scripted):
+    engine = Scripted({"P": [CODE, "x" * 500]})
     (r,), = _tir(engine, ["P"], pool, max_new_tokens=60)
     assert r.finish_reason == "length" and r.num_model_tokens == 60
     assert r.text == CODE + "```output\n42\n```\n" + "x" * (60 - len(CODE))
@@ -219,11 +258,46 @@ def test_seed_moves_on_each_round(pool):
     assert [cfg.seed for _, cfg in engine.calls] == [11, 12, 13]
 
 
-def test_greedy_first_round_asks_once_and_copies(pool):
-    engine = ScriptedEngine({"P": ["just \\boxed{1}"]})
+def test_greedy_first_round_asks_once_and_copies(pool, Scripted):
+    engine = Scripted({"P": ["just \\boxed{1}"]})
     results = _tir(engine, ["P"], pool, n=4)
     assert [cfg.n for _, cfg in engine.calls] == [1]
     assert [r.text for r in results[0]] == ["just \\boxed{1}"] * 4
+
+
+def test_streaming_continuation_joins_while_others_decode(pool):
+    """No round barrier: A's continuation starts while B (300 tokens) is still decoding, and
+    the results equal those of the round-based loop."""
+    scripts = {"A": [CODE, "```python\nprint(x)\n```\n", "a"], "B": ["b" * 300]}
+    engine = StreamingScriptedEngine(scripts)
+    results = _tir(engine, ["A", "B"], pool, n=2, temperature=0.7, max_tokens=400)
+    rounds = _tir(ScriptedEngine(scripts), ["A", "B"], pool, n=2, temperature=0.7,
+                  max_tokens=400)
+    assert [[r.text for r in g] for g in results] == [[r.text for r in g] for g in rounds]
+    assert all(r.num_code_calls == 2 for r in results[0])
+    continuations = [step for step, _, _ in engine.submits if step > 0]
+    assert len(continuations) == 4  # two per A rollout
+    assert max(continuations) < 300  # all of them joined while B was decoding
+    assert pool.open_sessions == 0 and not engine.has_pending()
+
+
+def test_streaming_seeds_differ_per_rollout_and_turn(pool):
+    engine = StreamingScriptedEngine({"P": [CODE, "end"]})
+    _tir(engine, ["P"], pool, n=3, seed=5, temperature=1.0)
+    seeds = [cfg.seed for _, _, cfg in engine.submits]
+    assert len(seeds) == 6 and len(set(seeds)) == 6
+    again = StreamingScriptedEngine({"P": [CODE, "end"]})
+    _tir(again, ["P"], pool, n=3, seed=5, temperature=1.0)
+    assert sorted(cfg.seed for _, _, cfg in again.submits) == sorted(seeds)  # reproducible
+
+
+def test_streaming_budget_is_per_rollout(pool):
+    """Each continuation asks for what its own rollout has left, not the batch minimum."""
+    engine = StreamingScriptedEngine({"A": [CODE, "x" * 500], "B": ["y" * 500]})
+    _tir(engine, ["A", "B"], pool, max_tokens=100)
+    asked = {rid.rsplit("-", 1)[1]: cfg.max_tokens for step, rid, cfg in engine.submits
+             if step > 0}
+    assert asked == {"0": 100 - len(CODE)}
 
 
 # ---------------------------------------------------------------- tiny real model

@@ -109,3 +109,44 @@ def test_update_weights_in_place_then_reload(vllm_engine, embedded_model_dir):
     (restored,), = vllm_engine.generate(prompts, cfg)
     assert restored.token_ids == before.token_ids
     assert restored.logprobs == pytest.approx(before.logprobs, abs=1e-4)
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_submit_poll_streams_requests_like_generate(vllm_engine):
+    """The StreamingEngine side (TIR's continuous batching): requests added one by one, some
+    while others decode, come back once each, greedy-equal to `generate`."""
+    from aimo3_recipe.inference.engine import StreamingEngine
+
+    assert isinstance(vllm_engine, StreamingEngine)
+    prompts = _render(vllm_engine, PROMPTS)
+    cfg = SamplingConfig(max_tokens=12)
+    expect = [cs[0].token_ids for cs in vllm_engine.generate(prompts, cfg)]
+    vllm_engine.submit("a", prompts[0], cfg)
+    got = dict(vllm_engine.poll())  # one step: "a" is running, not done
+    vllm_engine.submit("b", prompts[1], cfg)
+    vllm_engine.submit("c", prompts[1], SamplingConfig(max_tokens=3))
+    with pytest.raises(RuntimeError, match="poll"):
+        vllm_engine.generate(prompts, cfg)  # mixing would steal the streamed requests
+    while vllm_engine.has_pending():
+        got.update(vllm_engine.poll())
+    assert sorted(got) == ["a", "b", "c"]
+    # greedy; a prefix, as batch composition may flip a near-tie late in bfloat16
+    assert got["a"].token_ids[:6] == expect[0][:6] and got["b"].token_ids[:6] == expect[1][:6]
+    assert got["c"].token_ids == expect[1][:3] and got["c"].finish_reason == "length"
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_top_p_is_applied_by_our_processor(vllm_engine):
+    """vLLM receives top_p=1 and our FastTopP does the filtering: a tiny top-p must turn
+    temperature-1 sampling into greedy decoding, which only our processor can do here."""
+    prompts = _render(vllm_engine, PROMPTS)
+    greedy = vllm_engine.generate(prompts, SamplingConfig(max_tokens=16))
+    nucleus = vllm_engine.generate(prompts, SamplingConfig(n=2, temperature=1.0, top_p=1e-6,
+                                                           max_tokens=16))
+    free = vllm_engine.generate(prompts, SamplingConfig(n=4, temperature=1.0, max_tokens=16))
+    for g, ns, fs in zip(greedy, nucleus, free):
+        # a prefix: batch composition may flip a near-tie late in bfloat16
+        assert all(c.token_ids[:8] == g[0].token_ids[:8] for c in ns)
+        assert any(c.token_ids != g[0].token_ids for c in fs)

@@ -48,6 +48,21 @@ class Engine(Protocol):
     def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]: ...
 
 
+@runtime_checkable
+class StreamingEngine(Engine, Protocol):
+    """An engine with continuous batching (vLLM): a request added while others decode joins
+    the running batch, so a TIR continuation does not wait for a whole round to end."""
+
+    def submit(self, request_id: str, prompt: str, config: SamplingConfig) -> None:
+        """Queue one completion of `prompt` (config.n is ignored)."""
+
+    def poll(self) -> list[tuple[str, Completion]]:
+        """Advance decoding a step; return (request_id, completion) of requests that ended."""
+
+    def has_pending(self) -> bool:
+        """Whether submitted requests have not been returned by `poll` yet."""
+
+
 def make_engine(model: Any, use_vllm: bool = False, *, tokenizer: Any = None,
                 device: str | None = None, dtype: str | None = None, seed: int = 0,
                 batch_size: int = 32, **vllm_kwargs: Any) -> Engine:

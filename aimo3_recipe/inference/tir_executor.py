@@ -39,12 +39,14 @@ its session at its first code block and closes it as soon as the rollout ends.
 
 from __future__ import annotations
 
+import copy
 import itertools
-from concurrent.futures import ThreadPoolExecutor
+import uuid
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
 from aimo3_recipe.exceptions import ConfigError
-from aimo3_recipe.inference.engine import Engine, SamplingConfig
+from aimo3_recipe.inference.engine import Engine, SamplingConfig, StreamingEngine
 from aimo3_recipe.utils.code_execution import (
     ExecResult,
     SandboxConfig,
@@ -212,59 +214,133 @@ def _check_limits(r: _Rollout, max_rounds: int) -> None:
         r.done, r.finish_reason = True, "max_rounds"
 
 
+def _stops(user_stops: list[str], can_call: bool) -> list[str]:
+    return list(dict.fromkeys([OUTPUT_OPEN] + user_stops + ([FENCE_STOP] if can_call else [])))
+
+
+def _start_code(r: _Rollout, pool: SandboxPool, cells: ThreadPoolExecutor) -> Future:
+    if r.session is None:  # opened at the rollout's first block, kept for its later ones
+        r.session = pool.session()
+    return cells.submit(r.session.run, r.pending_code)
+
+
+def _finish_code(r: _Rollout, res: ExecResult, config: TIRConfig, max_rounds: int) -> None:
+    r.calls += 1
+    r.errors += int(not res.ok)
+    r.timeouts += int(res.timed_out)
+    r.add(format_tool_output(res, config.max_output_chars, r.pending_after_marker), "tool")
+    r.pending_code = None
+    r.turn_start = len(r.text)
+    _check_limits(r, max_rounds)
+
+
+def _release(r: _Rollout) -> None:
+    """A finished rollout frees its sandbox processes (~8 MB) right away."""
+    if r.done and r.session is not None:
+        r.session.close(wait=False)
+        r.session = None
+
+
 def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
             config: TIRConfig | None = None,
             pool: SandboxPool | None = None) -> list[list[TIRResult]]:
     """`sampling.n` TIR rollouts per prompt; returns one list of TIRResult per prompt."""
     config = config or TIRConfig()
     pool = pool or default_pool(config.sandbox)
+    if sampling.temperature <= 0 and sampling.n > 1:  # greedy: n equal rollouts; run one
+        one = run_tir(engine, prompts, replace(sampling, n=1), config, pool)
+        return [[copy.deepcopy(group[0]) for _ in range(sampling.n)] for group in one]
     total = config.max_new_tokens or sampling.max_tokens
     max_rounds = config.max_rounds or 2 * config.max_tool_calls + 4
-    user_stops = list(sampling.stop)
     rollouts = [[_Rollout(prompt=p, budget=total) for _ in range(sampling.n)] for p in prompts]
     flat = [r for group in rollouts for r in group]
+    loop = _run_streaming if isinstance(engine, StreamingEngine) else _run_rounds
     try:
         with ThreadPoolExecutor(max_workers=max(1, pool.size * 2)) as cells:
-            for round_idx in itertools.count():
-                active = [r for r in flat if not r.done]
-                if not active:
-                    break
-                can_call = any(r.calls < config.max_tool_calls for r in active)
-                stops = list(dict.fromkeys(
-                    [OUTPUT_OPEN] + user_stops + ([FENCE_STOP] if can_call else [])))
-                round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
-                                    max_tokens=max(1, min(r.budget for r in active)))
-                if round_idx == 0:  # n samples of each prompt: distinct even under a fixed seed
-                    n0 = 1 if sampling.temperature <= 0 else sampling.n  # greedy: n equal copies
-                    outs = engine.generate(list(prompts), replace(round_cfg, n=n0))
-                    comps = [c for group in outs for c in (group * sampling.n)[:sampling.n]]
-                else:
-                    if sampling.seed is not None:  # reproducible, yet not round 0's stream again
-                        round_cfg.seed = sampling.seed + round_idx
-                    outs = engine.generate([r.prompt + r.text for r in active], round_cfg)
-                    comps = [group[0] for group in outs]
-                for r, comp in zip(active, comps):
-                    _step(r, comp, stops, config.max_tool_calls, max_rounds)
-                to_run = [r for r in active if r.pending_code is not None]
-                for r in to_run:
-                    if r.session is None:
-                        r.session = pool.session()
-                results = list(cells.map(lambda r: r.session.run(r.pending_code), to_run))
-                for r, res in zip(to_run, results):
-                    r.calls += 1
-                    r.errors += int(not res.ok)
-                    r.timeouts += int(res.timed_out)
-                    r.add(format_tool_output(res, config.max_output_chars,
-                                             r.pending_after_marker), "tool")
-                    r.pending_code = None
-                    r.turn_start = len(r.text)
-                    _check_limits(r, max_rounds)
-                for r in active:  # a finished rollout frees its processes (~8 MB) right away
-                    if r.done and r.session is not None:
-                        r.session.close(wait=False)
-                        r.session = None
+            loop(engine, list(prompts), flat, sampling, config, pool, cells, max_rounds)
     finally:
         for r in flat:
             if r.session is not None:
                 r.session.close()
     return [[r.result() for r in group] for group in rollouts]
+
+
+def _run_rounds(engine: Engine, prompts: list[str], flat: list[_Rollout],
+                sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
+                cells: ThreadPoolExecutor, max_rounds: int) -> None:
+    """Engines without continuous batching: one `generate` call per round, all active rollouts."""
+    user_stops = list(sampling.stop)
+    for round_idx in itertools.count():
+        active = [r for r in flat if not r.done]
+        if not active:
+            break
+        stops = _stops(user_stops, any(r.calls < config.max_tool_calls for r in active))
+        round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
+                            max_tokens=max(1, min(r.budget for r in active)))
+        if round_idx == 0:  # n samples of each prompt: distinct even under a fixed seed
+            outs = engine.generate(prompts, replace(round_cfg, n=sampling.n))
+            comps = [c for group in outs for c in group[:sampling.n]]
+        else:
+            if sampling.seed is not None:  # reproducible, yet not round 0's stream again
+                round_cfg.seed = sampling.seed + round_idx
+            outs = engine.generate([r.prompt + r.text for r in active], round_cfg)
+            comps = [group[0] for group in outs]
+        for r, comp in zip(active, comps):
+            _step(r, comp, stops, config.max_tool_calls, max_rounds)
+        to_run = [r for r in active if r.pending_code is not None]
+        futures = [_start_code(r, pool, cells) for r in to_run]
+        for r, fut in zip(to_run, futures):
+            _finish_code(r, fut.result(), config, max_rounds)
+        for r in active:
+            _release(r)
+
+
+def _run_streaming(engine: StreamingEngine, prompts: list[str], flat: list[_Rollout],
+                   sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
+                   cells: ThreadPoolExecutor, max_rounds: int) -> None:
+    """Continuous batching: each rollout is its own request; when one stops at a code block,
+    its code runs while the others keep decoding, and its continuation joins the running
+    batch as soon as the output is back (the prefix cache serves its prompt + transcript).
+    No rollout waits for a round to end, so the batch stays full: the per-token cost of TIR
+    stays that of plain sampling."""
+    user_stops = list(sampling.stop)
+    tag = uuid.uuid4().hex[:8]
+
+    def stops(r: _Rollout) -> list[str]:
+        return _stops(user_stops, r.calls < config.max_tool_calls)
+
+    def submit(i: int) -> None:
+        r = flat[i]
+        cfg = replace(sampling, n=1, stop=stops(r), include_stop_str=True,
+                      max_tokens=max(1, r.budget))
+        if sampling.seed is not None:  # distinct per rollout and per turn, reproducible
+            cfg.seed = sampling.seed + i * (max_rounds + 1) + r.rounds
+        engine.submit(f"tir-{tag}-{i}", r.prompt + r.text, cfg)
+
+    for i in range(len(flat)):
+        submit(i)
+    running: dict[Future, int] = {}
+    while engine.has_pending() or running:
+        if engine.has_pending():
+            ended = engine.poll()
+        else:  # only code is running: wait for it
+            wait(list(running), return_when=FIRST_COMPLETED)
+            ended = []
+        for request_id, comp in ended:
+            i = int(request_id.rsplit("-", 1)[1])
+            r = flat[i]
+            _step(r, comp, stops(r), config.max_tool_calls, max_rounds)
+            if r.pending_code is not None:
+                running[_start_code(r, pool, cells)] = i
+            elif r.done:
+                _release(r)
+            else:
+                submit(i)
+        for fut in [f for f in running if f.done()]:
+            i = running.pop(fut)
+            r = flat[i]
+            _finish_code(r, fut.result(), config, max_rounds)
+            if r.done:
+                _release(r)
+            else:
+                submit(i)
