@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import time
 
 from aimo3_recipe.inference.engine import StreamingEngine
@@ -47,6 +48,27 @@ def timed_tir(engine, prompts, cfg) -> tuple[float, int, int]:
             sum(r.num_code_calls for rs in out for r in rs))
 
 
+def tok_per_s(engine, prompts, cfg) -> float:
+    dt, tok = timed_generate(engine, prompts, cfg)
+    return tok / dt
+
+
+def ms_per_token(run) -> tuple[float, int]:
+    """(ms per generated token, code calls) of one timed call."""
+    dt, tok, *calls = run()
+    return dt / max(tok, 1) * 1e3, sum(calls)
+
+
+class RoundsOnly:
+    """An engine seen without its streaming methods: run_tir takes the round-based loop."""
+
+    def __init__(self, engine):
+        self.engine, self.tokenizer = engine, engine.tokenizer
+
+    def generate(self, prompts, config):
+        return self.engine.generate(prompts, config)
+
+
 def main() -> None:
     from aimo3_recipe.data.renderers import render_prompt
     from aimo3_recipe.inference.engine import SamplingConfig
@@ -58,6 +80,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="samples per problem")
     ap.add_argument("--max-tokens", type=int, default=128)
     ap.add_argument("--batch-size", type=int, default=64, help="HF sequences per generate call")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="alternating measurements; medians are reported (shared machines)")
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--skip-tir", action="store_true")
     ap.add_argument("--top-p", type=float, default=0.95)
@@ -69,65 +93,75 @@ def main() -> None:
                          seed=0)
     probs = problems(args.prompts)
     res: dict = {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens,
-                 "top_p": args.top_p}
+                 "top_p": args.top_p, "repeats": args.repeats}
 
     hf = HFEngine(args.model, dtype="float32", batch_size=args.batch_size)
     cot = [render_prompt(hf.tokenizer, p, "cot") for p in probs]
     hf.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
-    dt, tok = timed_generate(hf, cot, cfg)
-    res["hf"] = {"seconds": round(dt, 2), "tokens": tok, "tok_per_s": round(tok / dt, 1)}
-    print(f"hf    {tok} tokens in {dt:.1f}s = {tok / dt:.1f} tok/s", flush=True)
-
-    tir_engine, tir_name = hf, "hf"
+    engines = {"hf": hf}
     if not args.skip_vllm:
         try:
             from aimo3_recipe.inference.vllm_engine import VLLMEngine
 
             t = time.perf_counter()
-            vl = VLLMEngine(args.model, seed=0, max_model_len=2048, enforce_eager=args.eager)
+            engines["vllm"] = VLLMEngine(args.model, seed=0, max_model_len=2048,
+                                         enforce_eager=args.eager)
             res["vllm_startup_s"] = round(time.perf_counter() - t, 1)
-            vl.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
-            dt, tok = timed_generate(vl, cot, cfg)
-            res["vllm"] = {"seconds": round(dt, 2), "tokens": tok, "tok_per_s": round(tok / dt, 1)}
-            res["ratio_vllm_over_hf"] = round(res["vllm"]["tok_per_s"] / res["hf"]["tok_per_s"], 2)
-            print(f"vllm  {tok} tokens in {dt:.1f}s = {tok / dt:.1f} tok/s "
-                  f"(start-up {res['vllm_startup_s']}s)", flush=True)
-            print(f"ratio vllm/hf = {res['ratio_vllm_over_hf']}x (goal >= 4x)", flush=True)
-            tir_engine, tir_name = vl, "vllm"
+            engines["vllm"].generate(cot, cfg)  # warm-up at full size (first batch is slow)
         except ImportError as e:
             print(f"vllm  skipped: {e}")
-
+    speeds: dict[str, list[float]] = {name: [] for name in engines}
+    for rep in range(args.repeats):  # alternate, so drift in machine load hits both
+        for name, engine in engines.items():
+            speeds[name].append(tok_per_s(engine, cot, cfg))
+            print(f"[{rep}] {name:5s} {speeds[name][-1]:.1f} tok/s", flush=True)
+    for name, xs in speeds.items():
+        res[name] = {"tok_per_s": [round(x, 1) for x in xs],
+                     "median": round(statistics.median(xs), 1)}
+    if "vllm" in engines:
+        ratios = [v / h for v, h in zip(speeds["vllm"], speeds["hf"])]
+        res["ratio_vllm_over_hf"] = {"per_repeat": [round(r, 2) for r in ratios],
+                                     "median": round(statistics.median(ratios), 2)}
+        print(f"vllm/hf per repeat {res['ratio_vllm_over_hf']['per_repeat']}, median "
+              f"{res['ratio_vllm_over_hf']['median']}x (goal >= 4x); vLLM start-up "
+              f"{res['vllm_startup_s']} s", flush=True)
     if args.skip_tir:
         print(json.dumps(res))
         return
-    tir = [render_prompt(tir_engine.tokenizer, p, "tir") for p in probs]
-    dt_p, tok_p = timed_generate(tir_engine, tir, cfg)
-    per_plain = dt_p / max(tok_p, 1) * 1e3
-    res["tir_vs_plain"] = {"engine": tir_name, "plain_ms_per_tok": round(per_plain, 3),
-                           "plain_tokens": tok_p}
-    print(f"{tir_name}: plain {per_plain:.2f} ms/token ({tok_p} tok)", flush=True)
-    loops = [("tir", tir_engine)]
-    if isinstance(tir_engine, StreamingEngine):
-        loops.append(("tir_rounds", RoundsOnly(tir_engine)))
-    for name, engine in loops:
-        dt_t, tok_t, calls = timed_tir(engine, tir, cfg)
-        per_tir = dt_t / max(tok_t, 1) * 1e3
-        res["tir_vs_plain"].update({f"{name}_ms_per_tok": round(per_tir, 3),
-                                    f"{name}_code_calls": calls, f"{name}_tokens": tok_t,
-                                    f"ratio_{name}_over_plain": round(per_tir / per_plain, 2)})
-        print(f"{tir_name}: {name} {per_tir:.2f} ms/token ({tok_t} tok, {calls} code calls): "
-              f"{name}/plain = {per_tir / per_plain:.2f} (goal <= 1)", flush=True)
+
+    tir_name = "vllm" if "vllm" in engines else "hf"
+    engine = engines[tir_name]
+    tir = [render_prompt(engine.tokenizer, p, "tir") for p in probs]
+    # the sandbox pool starts once per process (fork server, sympy imported): a solver, an
+    # evaluation or an RL run keeps it warm, so its start-up is not a per-token cost
+    from aimo3_recipe.inference.tir_executor import TIRConfig
+    from aimo3_recipe.utils.code_execution import default_pool
+
+    default_pool(TIRConfig().sandbox).run("print(1)")
+    runs = {"plain": lambda: timed_generate(engine, tir, cfg),
+            "tir": lambda: timed_tir(engine, tir, cfg)}
+    if isinstance(engine, StreamingEngine):
+        runs["tir_rounds"] = lambda: timed_tir(RoundsOnly(engine), tir, cfg)
+    per_tok: dict[str, list[float]] = {name: [] for name in runs}
+    calls: dict[str, list[int]] = {name: [] for name in runs}
+    for rep in range(args.repeats):
+        for name, run in runs.items():
+            ms, n_calls = ms_per_token(run)
+            per_tok[name].append(ms)
+            calls[name].append(n_calls)
+            print(f"[{rep}] {tir_name} {name:10s} {ms:.2f} ms/token ({n_calls} code calls)",
+                  flush=True)
+    out = res["tir_vs_plain"] = {"engine": tir_name}
+    for name in runs:
+        out[name] = {"ms_per_tok": [round(x, 3) for x in per_tok[name]],
+                     "code_calls": calls[name]}
+        if name != "plain":
+            ratios = [t / p for t, p in zip(per_tok[name], per_tok["plain"])]
+            out[name]["ratio_over_plain"] = [round(r, 2) for r in ratios]
+            out[name]["median_ratio"] = round(statistics.median(ratios), 2)
+            print(f"{name}/plain per repeat {out[name]['ratio_over_plain']}, median "
+                  f"{out[name]['median_ratio']} (goal <= 1)", flush=True)
     print(json.dumps(res))
-
-
-class RoundsOnly:
-    """An engine seen without its streaming methods: run_tir takes the round-based loop."""
-
-    def __init__(self, engine):
-        self.engine, self.tokenizer = engine, engine.tokenizer
-
-    def generate(self, prompts, config):
-        return self.engine.generate(prompts, config)
 
 
 if __name__ == "__main__":

@@ -11,15 +11,21 @@ Each rollout alternates model text and tool output in the format SFT-TIR trains 
     ```
     ...more reasoning... \\boxed{5}
 
-`run_tir` works with any `Engine` (transformers, vLLM, Tinker). It is batched: every round
-makes ONE `engine.generate` call with all still-active rollouts (prompt + transcript so far,
-n=1), so vLLM batches them and its prefix cache reuses what they share; then the code blocks
-of that round run in parallel, each in its rollout's own sandbox session (state carries over
-between a rollout's blocks, as in a notebook). The first round asks for `sampling.n` samples
-of each prompt instead of n copies with n=1: engines that seed each request (vLLM on CUDA)
-would otherwise return n identical samples. Later rounds use seed + round index. The prompt
-of a later round is text (prompt + transcript), so the engine re-tokenises it; its tokens at
-the model/tool boundaries may differ from the sampled ones (use `token_ids` for training).
+`run_tir` works with any `Engine` (transformers, vLLM, Tinker), in one of two loops:
+- streaming (engines with continuous batching, `StreamingEngine`: vLLM): every rollout is its
+  own request; when one stops at a code block, its code runs in a thread while the others
+  keep decoding, and its continuation (prompt + transcript) joins the running batch as soon as
+  the output is back, its prefix served by vLLM's prefix cache. Each continuation asks for
+  what its own rollout has left of the token budget. Seeds: seed + rollout/turn offsets.
+- rounds (other engines): every round makes ONE `engine.generate` call with all still-active
+  rollouts (n=1 each), then the code blocks of that round run in parallel. The first round
+  asks for `sampling.n` samples of each prompt instead of n copies with n=1 (engines that seed
+  each request would otherwise return n identical samples); later rounds use seed + round.
+Each rollout runs its blocks in its own sandbox session (state carries over between a
+rollout's blocks, as in a notebook). Greedy sampling with n > 1 runs one rollout per prompt
+and copies it. The prompt of a continuation is text (prompt + transcript), so the engine
+re-tokenises it; its tokens at the model/tool boundaries may differ from the sampled ones
+(use `token_ids` for training).
 
 Stopping: generation stops at the closing fence of a block ("```\\n") and at "```output". The
 first case runs the block if it is a ```python block (any other fence just continues). The

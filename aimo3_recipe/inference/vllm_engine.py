@@ -10,8 +10,8 @@ docs/inference.md); this code serves both. CPU facts it handles:
   has <= 8 cores, we bind the model's threads to all of them (the scheduler shares): 1.55x
   more tokens/s measured on 2 cores. Set the variable to choose yourself.
 - top-p: vLLM sorts the whole vocabulary of every row each step on CPU, which halved decoding
-  speed; `fast_top_p` (on by default) does exact top-p in our logits processor instead
-  (vllm_top_p.py).
+  speed; `fast_top_p` (on by default on CPU) does exact top-p in our logits processor
+  instead (vllm_top_p.py).
 - vLLM cannot read the embedded GGUF; `resolve_model_path` gives the converted folder.
 - a per-request `seed` fails on CPU ("CPU Generator does not use offset"): there the engine is
   seeded once at start (`seed`) and per-request seeds are dropped (said once); on CUDA the
@@ -66,7 +66,7 @@ class VLLMEngine:
     def __init__(self, model: str | Path, *, seed: int = 0, max_model_len: int = 4096,
                  enable_prefix_caching: bool = True, dtype: str = "auto",
                  gpu_memory_utilization: float = 0.85, kv_cache_gib: int = 2,
-                 fast_top_p: bool = True, **llm_kwargs: Any):
+                 fast_top_p: bool | None = None, **llm_kwargs: Any):
         from aimo3_recipe.models import load_tokenizer, resolve_model_path
 
         self.on_cuda = _has_cuda()
@@ -84,8 +84,9 @@ class VLLMEngine:
                                       enable_prefix_caching=enable_prefix_caching)
         if self.on_cuda:
             kwargs["gpu_memory_utilization"] = gpu_memory_utilization
-        self.fast_top_p = fast_top_p
-        if fast_top_p:
+        # CUDA builds sample top-p with Triton/FlashInfer kernels that need no help
+        self.fast_top_p = (not self.on_cuda) if fast_top_p is None else fast_top_p
+        if self.fast_top_p:
             from aimo3_recipe.inference.vllm_top_p import FastTopP
 
             kwargs["logits_processors"] = [FastTopP, *llm_kwargs.pop("logits_processors", [])]
