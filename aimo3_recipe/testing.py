@@ -77,3 +77,17 @@ def save_tiny_model(out_dir: str | Path, **kwargs) -> Path:
     model.save_pretrained(out)
     tokenizer.save_pretrained(out)
     return out
+
+
+_SYNONYMS = {"Find": "Determine", "What is": "Compute", "How many": "Count how many",
+             "value": "number", "If ": "Suppose ", "greatest": "largest", "can be": "may be",
+             "Express your answer": "Give the answer", "Which": "What", "Enter": "Write",
+             "  ": " "}
+
+
+def reword_lightly(problem: str) -> str:
+    """A light human-style rewording (new opening, synonyms, spacing): what a contaminated
+    training set holds instead of a verbatim copy. Decontamination tests and bench use it."""
+    for old, new in _SYNONYMS.items():
+        problem = problem.replace(old, new)
+    return "Here is a question for you. " + problem

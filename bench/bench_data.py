@@ -14,20 +14,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+
 
 def main() -> None:
-    from test_preprocessing import _reword as reword  # the same light rewording as the test
-
     from aimo3_recipe.data.datasets import load_math_dataset
     from aimo3_recipe.data.preprocessing import decontaminate, dedup_near, problem_key
     from aimo3_recipe.data.records import MathRecord
     from aimo3_recipe.data.synthetic import generate_synthetic
+    from aimo3_recipe.testing import reword_lightly as reword  # the test's rewording
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--data-dir", default=str(REPO.parent / "shared" / "data"))

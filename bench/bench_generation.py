@@ -1,6 +1,7 @@
 """Generation throughput of our two engines on the same prompts and sampling, in one run.
 
-    python bench/bench_generation.py [--model default] [--prompts 32] [--n 4] [--max-tokens 128]
+    python bench/bench_generation.py [--model default] [--prompts 64] [--n 4] [--max-tokens 128]
+                                     [--repeats 3] [--top-p 0.95] [--eager] [--skip-tir]
 
 Measures, on the embedded default (or --model):
   hf     our transformers path (HFEngine: batched generate, left padding, log-prob recording)
@@ -12,7 +13,8 @@ run_tir streams (continuous batching: a continuation joins the running batch as 
 code has run; vLLM's prefix cache serves its prompt + transcript); the round-based loop
 (one generate call per round, what engines without continuous batching get) is measured
 too, for comparison. Goal: TIR not slower per token than plain sampling.
-Everything is one run on a possibly shared machine: read the ratios, not absolute numbers.
+Everything is one run on a possibly shared machine: the measurements alternate `--repeats`
+times and the medians of the per-repeat ratios are reported; read ratios, not absolutes.
 """
 
 from __future__ import annotations
@@ -38,14 +40,17 @@ def timed_generate(engine, prompts, cfg) -> tuple[float, int]:
     return dt, sum(len(c.token_ids) for cs in out for c in cs)
 
 
-def timed_tir(engine, prompts, cfg) -> tuple[float, int, int]:
+def timed_tir(engine, prompts, cfg, pool=None) -> tuple[float, int, dict]:
     from aimo3_recipe.inference.tir_executor import TIRConfig, run_tir
 
     t = time.perf_counter()
-    out = run_tir(engine, prompts, cfg, TIRConfig(max_tool_calls=2))
+    out = run_tir(engine, prompts, cfg, TIRConfig(max_tool_calls=2), pool=pool)
     dt = time.perf_counter() - t
-    return (dt, sum(r.num_model_tokens for rs in out for r in rs),
-            sum(r.num_code_calls for rs in out for r in rs))
+    flat = [r for rs in out for r in rs]
+    return (dt, sum(r.num_model_tokens for r in flat),
+            {"code_calls": sum(r.num_code_calls for r in flat),
+             "timeouts": sum(r.num_timeouts for r in flat),
+             "tool_s": round(sum(r.tool_seconds for r in flat), 1)})
 
 
 def tok_per_s(engine, prompts, cfg) -> float:
@@ -53,10 +58,10 @@ def tok_per_s(engine, prompts, cfg) -> float:
     return tok / dt
 
 
-def ms_per_token(run) -> tuple[float, int]:
-    """(ms per generated token, code calls) of one timed call."""
-    dt, tok, *calls = run()
-    return dt / max(tok, 1) * 1e3, sum(calls)
+def ms_per_token(run) -> tuple[float, dict]:
+    """(ms per generated token, tool statistics) of one timed call."""
+    dt, tok, *stats = run()
+    return dt / max(tok, 1) * 1e3, (stats[0] if stats else {})
 
 
 class RoundsOnly:
@@ -67,6 +72,25 @@ class RoundsOnly:
 
     def generate(self, prompts, config):
         return self.engine.generate(prompts, config)
+
+
+class InstantTools:
+    """A sandbox pool whose cells answer at once without running anything: TIR's cost on the
+    engine side alone (stops, continuations, prefix reuse), without the code's CPU time,
+    which on a 2-core machine competes with the model for the same cores."""
+
+    size = 2
+
+    def session(self):
+        return self
+
+    def run(self, code):
+        from aimo3_recipe.utils.code_execution import ExecResult
+
+        return ExecResult(output="0\n", ok=True)
+
+    def close(self, wait=True):
+        pass
 
 
 def main() -> None:
@@ -84,6 +108,8 @@ def main() -> None:
                     help="alternating measurements; medians are reported (shared machines)")
     ap.add_argument("--skip-vllm", action="store_true")
     ap.add_argument("--skip-tir", action="store_true")
+    ap.add_argument("--skip-throughput", action="store_true",
+                    help="only the TIR vs plain part (no transformers engine)")
     ap.add_argument("--top-p", type=float, default=0.95)
     ap.add_argument("--eager", action="store_true",
                     help="vLLM without torch.compile (faster start-up, slower decoding)")
@@ -98,7 +124,7 @@ def main() -> None:
     hf = HFEngine(args.model, dtype="float32", batch_size=args.batch_size)
     cot = [render_prompt(hf.tokenizer, p, "cot") for p in probs]
     hf.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
-    engines = {"hf": hf}
+    engines = {} if args.skip_throughput and not args.skip_vllm else {"hf": hf}
     if not args.skip_vllm:
         try:
             from aimo3_recipe.inference.vllm_engine import VLLMEngine
@@ -111,14 +137,14 @@ def main() -> None:
         except ImportError as e:
             print(f"vllm  skipped: {e}")
     speeds: dict[str, list[float]] = {name: [] for name in engines}
-    for rep in range(args.repeats):  # alternate, so drift in machine load hits both
+    for rep in range(0 if args.skip_throughput else args.repeats):  # alternate: drift hits both
         for name, engine in engines.items():
             speeds[name].append(tok_per_s(engine, cot, cfg))
             print(f"[{rep}] {name:5s} {speeds[name][-1]:.1f} tok/s", flush=True)
     for name, xs in speeds.items():
         res[name] = {"tok_per_s": [round(x, 1) for x in xs],
                      "median": round(statistics.median(xs), 1)}
-    if "vllm" in engines:
+    if "vllm" in engines and "hf" in engines and speeds["hf"]:
         ratios = [v / h for v, h in zip(speeds["vllm"], speeds["hf"])]
         res["ratio_vllm_over_hf"] = {"per_repeat": [round(r, 2) for r in ratios],
                                      "median": round(statistics.median(ratios), 2)}
@@ -139,22 +165,21 @@ def main() -> None:
 
     default_pool(TIRConfig().sandbox).run("print(1)")
     runs = {"plain": lambda: timed_generate(engine, tir, cfg),
-            "tir": lambda: timed_tir(engine, tir, cfg)}
+            "tir": lambda: timed_tir(engine, tir, cfg),
+            "tir_instant_tools": lambda: timed_tir(engine, tir, cfg, pool=InstantTools())}
     if isinstance(engine, StreamingEngine):
         runs["tir_rounds"] = lambda: timed_tir(RoundsOnly(engine), tir, cfg)
     per_tok: dict[str, list[float]] = {name: [] for name in runs}
-    calls: dict[str, list[int]] = {name: [] for name in runs}
+    tools: dict[str, list[dict]] = {name: [] for name in runs}
     for rep in range(args.repeats):
         for name, run in runs.items():
-            ms, n_calls = ms_per_token(run)
+            ms, stats = ms_per_token(run)
             per_tok[name].append(ms)
-            calls[name].append(n_calls)
-            print(f"[{rep}] {tir_name} {name:10s} {ms:.2f} ms/token ({n_calls} code calls)",
-                  flush=True)
+            tools[name].append(stats)
+            print(f"[{rep}] {tir_name} {name:17s} {ms:.2f} ms/token {stats or ''}", flush=True)
     out = res["tir_vs_plain"] = {"engine": tir_name}
     for name in runs:
-        out[name] = {"ms_per_tok": [round(x, 3) for x in per_tok[name]],
-                     "code_calls": calls[name]}
+        out[name] = {"ms_per_tok": [round(x, 3) for x in per_tok[name]], "tools": tools[name]}
         if name != "plain":
             ratios = [t / p for t, p in zip(per_tok[name], per_tok["plain"])]
             out[name]["ratio_over_plain"] = [round(r, 2) for r in ratios]

@@ -21,6 +21,7 @@ from aimo3_recipe.data.preprocessing import (
 )
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.data.synthetic import generate_synthetic
+from aimo3_recipe.testing import reword_lightly
 
 
 def rec(problem: str, answer: str = "1", solution: str = "") -> MathRecord:
@@ -93,26 +94,13 @@ def test_contamination_requires_the_same_numbers():
     assert index.match("Something else entirely about triangles.") is None
 
 
-_SYNONYMS = {"Find": "Determine", "What is": "Compute", "How many": "Count how many",
-             "value": "number", "If ": "Suppose ", "greatest": "largest", "can be": "may be",
-             "Express your answer": "Give the answer", "Which": "What", "Enter": "Write",
-             "  ": " "}
-
-
-def _reword(problem: str) -> str:
-    """A light human-style rewording: new opening, synonyms, spacing."""
-    for old, new in _SYNONYMS.items():
-        problem = problem.replace(old, new)
-    return "Here is a question for you. " + problem
-
-
 def test_preprocess_removes_reworded_math500_and_reports_it(shared_data):
     math500 = load_math_dataset("math500", data_dir=shared_data)
     seeded = [m for m in math500 if len(tokens(m.problem)) >= 25][:5]
     assert len(seeded) == 5
     gsm_train = load_math_dataset("gsm8k", split="train", data_dir=shared_data, max_samples=300)
     train = (generate_synthetic(300, seed=4) + gsm_train
-             + [rec(_reword(m.problem), m.answer, m.solution) for m in seeded]
+             + [rec(reword_lightly(m.problem), m.answer, m.solution) for m in seeded]
              + [rec("A problem without any answer at all.", "", "no box")]
              + [rec(gsm_train[0].problem + "  ", gsm_train[0].answer)])  # an exact duplicate
     benchmarks = load_benchmark_problems(["math500", "gsm8k", "aime24", "amc23"],
@@ -125,7 +113,7 @@ def test_preprocess_removes_reworded_math500_and_reports_it(shared_data):
     assert report.output_rows == len(kept) == (len(train) - 1 - 1 - report.near_duplicates - 5)
     assert "math500: 5" in report.summary()
     kept_keys = {problem_key(r.problem) for r in kept}
-    assert not any(problem_key(_reword(m.problem)) in kept_keys for m in seeded)
+    assert not any(problem_key(reword_lightly(m.problem)) in kept_keys for m in seeded)
     assert all(r.answer for r in kept)
 
 

@@ -133,6 +133,10 @@ class StreamingScriptedEngine(ScriptedEngine):
     def has_pending(self):
         return bool(self.pending)
 
+    def cancel_pending(self):
+        self.cancelled = sorted(self.pending)
+        self.pending.clear()
+
 
 @pytest.fixture(params=["rounds", "streaming"])
 def Scripted(request):
@@ -298,6 +302,20 @@ def test_streaming_budget_is_per_rollout(pool):
     asked = {rid.rsplit("-", 1)[1]: cfg.max_tokens for step, rid, cfg in engine.submits
              if step > 0}
     assert asked == {"0": 100 - len(CODE)}
+
+
+def test_streaming_error_leaves_no_request_in_the_engine(pool):
+    class Failing(StreamingScriptedEngine):
+        def poll(self):
+            if self.steps == 3:
+                raise RuntimeError("engine died")
+            return super().poll()
+
+    engine = Failing({"P": ["x" * 50]})
+    with pytest.raises(RuntimeError, match="engine died"):
+        _tir(engine, ["P"], pool, n=2, temperature=0.7)
+    assert len(engine.cancelled) == 2 and not engine.has_pending()
+    assert pool.open_sessions == 0
 
 
 # ---------------------------------------------------------------- tiny real model

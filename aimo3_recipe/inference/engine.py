@@ -27,7 +27,8 @@ class SamplingConfig:
 class Completion:
     text: str  # generated text (without the prompt)
     token_ids: list[int]  # generated token ids
-    logprobs: list[float] | None  # raw model log-prob of each generated token (before temperature/top-p)
+    # raw model log-prob of each generated token (before temperature / top-p)
+    logprobs: list[float] | None
     finish_reason: str  # "stop" (EOS or stop string), "length" (hit max_tokens)
     stop_reason: str | None = None  # the stop string matched, if any
 
@@ -61,6 +62,9 @@ class StreamingEngine(Engine, Protocol):
 
     def has_pending(self) -> bool:
         """Whether submitted requests have not been returned by `poll` yet."""
+
+    def cancel_pending(self) -> None:
+        """Abort every submitted request not returned yet."""
 
 
 def make_engine(model: Any, use_vllm: bool = False, *, tokenizer: Any = None,

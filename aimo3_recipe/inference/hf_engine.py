@@ -128,7 +128,8 @@ class HFEngine:
                     results[i] = outs[j * config.n:(j + 1) * config.n]
         return results
 
-    def _generate_batch(self, prompt_ids: list[list[int]], config: SamplingConfig) -> list[Completion]:
+    def _generate_batch(self, prompt_ids: list[list[int]],
+                        config: SamplingConfig) -> list[Completion]:
         import torch
         from transformers import GenerationConfig, LogitsProcessorList, StoppingCriteriaList
 

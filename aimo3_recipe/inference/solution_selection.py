@@ -1,10 +1,11 @@
 """Pure answer-selection functions: majority vote (SC@N), confidence-weighted vote, and the
 early-stopping test. No model, no I/O: every function takes the answers already extracted.
 
-Answers are grouped by an equivalence key (`answer_key` from evaluation.verifier, so "1/2", "0.5" and "\\frac{1}{2}" are one vote); a `None` answer (no
-answer found in the completion) never votes. Ties are broken deterministically by the answer
-seen first in sample order, and every result says whether a tie happened and which answers
-were tied, so a reader can tell a clear win from a coin-flip.
+Answers are grouped by an equivalence key (`answer_key` from evaluation.verifier, so "1/2",
+"0.5" and "\\frac{1}{2}" are one vote); a `None` answer (no answer found in the completion)
+never votes. Ties are broken deterministically by the answer seen first in sample order, and
+every result says whether a tie happened and which answers were tied, so a reader can tell a
+clear win from a coin-flip.
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ def weighted_vote(answers: Sequence[str | None], weights: Sequence[float],
     return _vote(answers, weights, key)
 
 
-def agreement(answers: Sequence[str | None], key: Callable[[str], str | None] = default_answer_key) -> int:
+def agreement(answers: Sequence[str | None],
+              key: Callable[[str], str | None] = default_answer_key) -> int:
     """Size of the largest group of equal answers (0 when none has an answer)."""
     keys, _ = group_answers(answers, key)
     counts: dict[str, int] = {}

@@ -88,6 +88,7 @@ class TIRResult:
     num_code_calls: int = 0  # blocks executed
     num_code_errors: int = 0  # blocks that raised, timed out or crashed
     num_timeouts: int = 0  # blocks killed at the wall-clock limit
+    tool_seconds: float = 0.0  # wall clock its code blocks took in the sandbox
     finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
     num_model_tokens: int = 0  # tokens the engine generated for this rollout
     token_ids: list[int] = field(default_factory=list)  # model tokens, all rounds concatenated
@@ -151,6 +152,7 @@ class _Rollout:
     calls: int = 0
     errors: int = 0
     timeouts: int = 0
+    tool_seconds: float = 0.0
     rounds: int = 0
     done: bool = False
     finish_reason: str = "stop"
@@ -175,6 +177,7 @@ class _Rollout:
         return TIRResult(
             text=self.text, segments=list(self.segments), num_code_calls=self.calls,
             num_code_errors=self.errors, num_timeouts=self.timeouts,
+            tool_seconds=self.tool_seconds,
             finish_reason=self.finish_reason, num_model_tokens=len(self.token_ids),
             token_ids=self.token_ids, logprobs=self.logprobs,
             segment_token_ids=self.segment_token_ids, cut_text=self.cut)
@@ -234,6 +237,7 @@ def _finish_code(r: _Rollout, res: ExecResult, config: TIRConfig, max_rounds: in
     r.calls += 1
     r.errors += int(not res.ok)
     r.timeouts += int(res.timed_out)
+    r.tool_seconds += res.duration_s
     r.add(format_tool_output(res, config.max_output_chars, r.pending_after_marker), "tool")
     r.pending_code = None
     r.turn_start = len(r.text)
@@ -323,30 +327,34 @@ def _run_streaming(engine: StreamingEngine, prompts: list[str], flat: list[_Roll
             cfg.seed = sampling.seed + i * (max_rounds + 1) + r.rounds
         engine.submit(f"tir-{tag}-{i}", r.prompt + r.text, cfg)
 
-    for i in range(len(flat)):
-        submit(i)
     running: dict[Future, int] = {}
-    while engine.has_pending() or running:
-        if engine.has_pending():
-            ended = engine.poll()
-        else:  # only code is running: wait for it
-            wait(list(running), return_when=FIRST_COMPLETED)
-            ended = []
-        for request_id, comp in ended:
-            i = int(request_id.rsplit("-", 1)[1])
-            r = flat[i]
-            _step(r, comp, stops(r), config.max_tool_calls, max_rounds)
-            if r.pending_code is not None:
-                running[_start_code(r, pool, cells)] = i
-            elif r.done:
-                _release(r)
-            else:
-                submit(i)
-        for fut in [f for f in running if f.done()]:
-            i = running.pop(fut)
-            r = flat[i]
-            _finish_code(r, fut.result(), config, max_rounds)
-            if r.done:
-                _release(r)
-            else:
-                submit(i)
+    try:
+        for i in range(len(flat)):
+            submit(i)
+        while engine.has_pending() or running:
+            if engine.has_pending():
+                ended = engine.poll()
+            else:  # only code is running: wait for it
+                wait(list(running), return_when=FIRST_COMPLETED)
+                ended = []
+            for request_id, comp in ended:
+                i = int(request_id.rsplit("-", 1)[1])
+                r = flat[i]
+                _step(r, comp, stops(r), config.max_tool_calls, max_rounds)
+                if r.pending_code is not None:
+                    running[_start_code(r, pool, cells)] = i
+                elif r.done:
+                    _release(r)
+                else:
+                    submit(i)
+            for fut in [f for f in running if f.done()]:
+                i = running.pop(fut)
+                r = flat[i]
+                _finish_code(r, fut.result(), config, max_rounds)
+                if r.done:
+                    _release(r)
+                else:
+                    submit(i)
+    except BaseException:  # an error or Ctrl-C: leave no request running in the engine
+        engine.cancel_pending()
+        raise

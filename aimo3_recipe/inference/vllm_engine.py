@@ -93,7 +93,7 @@ class VLLMEngine:
         kwargs.update(llm_kwargs)
         self.llm = vllm.LLM(**kwargs)
         self._vllm = vllm
-        self._streaming = 0  # submitted requests not yet returned by poll()
+        self._streaming: set[str] = set()  # submitted requests not yet returned by poll()
 
     # -- Engine --------------------------------------------------------------------------
     def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
@@ -141,19 +141,25 @@ class VLLMEngine:
         params.output_kind = RequestOutputKind.FINAL_ONLY  # one output, when it has finished
         self.llm.llm_engine.add_request(
             str(request_id), {"prompt_token_ids": encode_prompt(self.tokenizer, prompt)}, params)
-        self._streaming += 1
+        self._streaming.add(str(request_id))
 
     def poll(self) -> list[tuple[str, Completion]]:
         """Run one engine step; return the requests that finished in it."""
         done = []
         for out in self.llm.llm_engine.step():
-            if out.finished:
+            if out.finished and out.request_id in self._streaming:
+                self._streaming.discard(out.request_id)
                 done.append((out.request_id, self._to_completion(out.outputs[0])))
-        self._streaming -= len(done)
         return done
 
     def has_pending(self) -> bool:
-        return self._streaming > 0
+        return bool(self._streaming)
+
+    def cancel_pending(self) -> None:
+        """Abort every submitted request (a caller that failed midway leaves none behind)."""
+        if self._streaming:
+            self.llm.llm_engine.abort_request(sorted(self._streaming))
+            self._streaming.clear()
 
     @staticmethod
     def _to_completion(c: Any) -> Completion:
