@@ -142,6 +142,8 @@ def main() -> None:
             speeds[name].append(tok_per_s(engine, cot, cfg))
             print(f"[{rep}] {name:5s} {speeds[name][-1]:.1f} tok/s", flush=True)
     for name, xs in speeds.items():
+        if not xs:
+            continue
         res[name] = {"tok_per_s": [round(x, 1) for x in xs],
                      "median": round(statistics.median(xs), 1)}
     if "vllm" in engines and "hf" in engines and speeds["hf"]:
