@@ -121,6 +121,17 @@ def test_qlora_without_lora_is_a_config_error(tiny_model_dir, tmp_path, capsys):
 
 # ---- pure pieces -------------------------------------------------------------------------
 
+def test_eval_flags_that_sft_does_not_use_are_said_not_silent(monkeypatch, capsys):
+    from aimo3_recipe.training.sft import validate
+    from aimo3_recipe.utils import notice
+
+    monkeypatch.setattr(notice, "_seen", set())
+    validate(TrainConfig(), "cot")
+    assert "eval-steps" not in capsys.readouterr().err
+    validate(TrainConfig(eval_steps=5), "cot")
+    assert "not used by SFT" in capsys.readouterr().err
+
+
 def test_tir_tokens_mask_the_tool_output(tiny_tokenizer):
     record = MathRecord(problem="What is 2+3?", solution="2+3=5. \\boxed{5}", answer="5",
                         source="t", metadata={"tir_solution": "```python\nprint(2+3)\n```\n"

@@ -45,7 +45,7 @@ class TrainConfig:
     correct_reward: float = 1.0  # reward for a verified-correct answer
     incorrect_reward: float = -0.5  # reward for a wrong or missing answer
     format_reward: float = 0.1  # bonus for a proper \boxed{} answer
-    # evaluation & samples
+    # evaluation & samples (for the RL stage; SFT does not evaluate yet and says so)
     eval_steps: int = 0  # evaluate every N steps (0: only at the end)
     eval_samples: int = 50  # problems per evaluation
     save_samples: bool = False  # write a random subset of samples to samples.jsonl

@@ -64,6 +64,9 @@ def validate(config: TrainConfig, mode: str) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+    if config.eval_steps > 0 or config.save_samples:
+        notice("--eval-steps / --save-samples are not used by SFT yet (it logs loss only); "
+               "evaluate the output with `aimo3 eval --model <output_dir>/<stage>/model`")
 
 
 def lora_config(config: TrainConfig):
