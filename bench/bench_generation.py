@@ -2,6 +2,7 @@
 
     python bench/bench_generation.py [--model default] [--prompts 64] [--n 4] [--max-tokens 128]
                                      [--repeats 3] [--top-p 0.95] [--eager] [--skip-tir]
+                                     [--skip-throughput] [--compare-top-p]
 
 Measures, on the embedded default (or --model):
   hf     our transformers path (HFEngine: batched generate, left padding, log-prob recording)
@@ -111,6 +112,8 @@ def main() -> None:
     ap.add_argument("--skip-throughput", action="store_true",
                     help="only the TIR vs plain part (no transformers engine)")
     ap.add_argument("--top-p", type=float, default=0.95)
+    ap.add_argument("--compare-top-p", action="store_true",
+                    help="also vLLM with its own top-p vs ours (vllm_top_p.py), alternating")
     ap.add_argument("--eager", action="store_true",
                     help="vLLM without torch.compile (faster start-up, slower decoding)")
     args = ap.parse_args()
@@ -153,6 +156,17 @@ def main() -> None:
         print(f"vllm/hf per repeat {res['ratio_vllm_over_hf']['per_repeat']}, median "
               f"{res['ratio_vllm_over_hf']['median']}x (goal >= 4x); vLLM start-up "
               f"{res['vllm_startup_s']} s", flush=True)
+    if args.compare_top_p and "vllm" in engines:
+        vl, own = engines["vllm"], {False: [], True: []}
+        for rep in range(args.repeats):
+            for fast in (False, True):
+                vl.fast_top_p = fast  # False: top_p goes to vLLM's sampler (sorts the vocab)
+                own[fast].append(tok_per_s(vl, cot, cfg))
+                print(f"[{rep}] vllm top-p {'ours' if fast else 'vLLM'}: {own[fast][-1]:.1f} tok/s",
+                      flush=True)
+        vl.fast_top_p = True
+        res["top_p_ours_over_vllm"] = [round(a / b, 2) for a, b in zip(own[True], own[False])]
+        print(f"top-p ours/vLLM's per repeat {res['top_p_ours_over_vllm']}", flush=True)
     if args.skip_tir:
         print(json.dumps(res))
         return
