@@ -270,18 +270,18 @@ def test_greedy_first_round_asks_once_and_copies(pool, Scripted):
 
 
 def test_streaming_continuation_joins_while_others_decode(pool):
-    """No round barrier: A's continuation starts while B (300 tokens) is still decoding, and
-    the results equal those of the round-based loop."""
-    scripts = {"A": [CODE, "```python\nprint(x)\n```\n", "a"], "B": ["b" * 300]}
+    """No round barrier: A's continuations start while B (1500 tokens, ~3 s of fake decoding)
+    is still decoding, and the results equal those of the round-based loop."""
+    scripts = {"A": [CODE, "```python\nprint(x)\n```\n", "a"], "B": ["b" * 1500]}
     engine = StreamingScriptedEngine(scripts)
-    results = _tir(engine, ["A", "B"], pool, n=2, temperature=0.7, max_tokens=400)
+    results = _tir(engine, ["A", "B"], pool, n=2, temperature=0.7, max_tokens=2000)
     rounds = _tir(ScriptedEngine(scripts), ["A", "B"], pool, n=2, temperature=0.7,
-                  max_tokens=400)
+                  max_tokens=2000)
     assert [[r.text for r in g] for g in results] == [[r.text for r in g] for g in rounds]
     assert all(r.num_code_calls == 2 for r in results[0])
     continuations = [step for step, _, _ in engine.submits if step > 0]
     assert len(continuations) == 4  # two per A rollout
-    assert max(continuations) < 300  # all of them joined while B was decoding
+    assert max(continuations) < 1500  # all of them joined while B was decoding
     assert pool.open_sessions == 0 and not engine.has_pending()
 
 
