@@ -127,7 +127,7 @@ def main() -> None:
     hf = HFEngine(args.model, dtype="float32", batch_size=args.batch_size)
     cot = [render_prompt(hf.tokenizer, p, "cot") for p in probs]
     hf.generate(cot[:2], SamplingConfig(max_tokens=4))  # warm-up
-    engines = {} if args.skip_throughput and not args.skip_vllm else {"hf": hf}
+    engines = {"hf": hf}
     if not args.skip_vllm:
         try:
             from aimo3_recipe.inference.vllm_engine import VLLMEngine

@@ -368,7 +368,8 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
         "config": _jsonable(config),
         "timing": _timing(rows, state, t_start, t_load),
         "resume": {"samples_resumed": store.num_resumed, "samples_generated": state.num_new,
-                   "torn_lines_dropped": store.dropped_lines, "verdicts_changed_by_regrade": regraded},
+                   "torn_lines_dropped": store.dropped_lines,
+                   "verdicts_changed_by_regrade": regraded},
         "environment": {"python": platform.python_version(), "platform": platform.platform()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
