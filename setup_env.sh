@@ -3,7 +3,8 @@
 #
 # torch goes in first, on purpose: with no CUDA on the machine we install the CPU build
 # (torch==2.13.0 by default) so that no dependency can later pull a multi-GB CUDA build.
-# Override with TORCH_SPEC / TORCH_INDEX_URL. Set AIMO3_EXTRAS to add extras (e.g. "dev,tinker").
+# Override with TORCH_SPEC / TORCH_INDEX_URL. Set AIMO3_EXTRAS to add extras (e.g. "dev,tinker";
+# tinker needs Python >= 3.11).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,7 +25,7 @@ PIP=("$PY" -m pip install --disable-pip-version-check -q)
 "${PIP[@]}" --upgrade pip
 
 if command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi >/dev/null 2>&1; then
-  TORCH_SPEC="${TORCH_SPEC:-torch}"
+  TORCH_SPEC="${TORCH_SPEC:-torch>=2.4,<2.14}"  # the range in pyproject.toml
   echo "[setup] CUDA found: installing $TORCH_SPEC"
 else
   TORCH_SPEC="${TORCH_SPEC:-torch==2.13.0}"
