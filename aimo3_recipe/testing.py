@@ -1,4 +1,5 @@
-"""Tiny randomly initialised models and an offline tokenizer, for tests and smoke runs.
+"""Tiny randomly initialised models, an offline tokenizer and scripted engines, for tests and
+smoke runs (tests and bench/ import their stand-ins from here, never from each other).
 
 The tokenizer is a byte-level BPE trained in milliseconds on a small maths corpus, with a
 ChatML chat template (the format of Qwen and SmolLM), so renderers, trainers and engines are
@@ -7,7 +8,11 @@ exercised exactly as with a real model, without the hub.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
+
+from aimo3_recipe.inference.engine import Completion, SamplingConfig, TextPrompts
 
 CHATML_TEMPLATE = (
     "{% for message in messages %}"
@@ -91,3 +96,265 @@ def reword_lightly(problem: str) -> str:
     for old, new in _SYNONYMS.items():
         problem = problem.replace(old, new)
     return "Here is a question for you. " + problem
+
+
+# ---------------------------------------------------------------- engines for tests
+# Stand-ins for a model, written in text and served as tokens like a real engine: their token
+# ids are the tokenizer's encoding of the text they reply, so the token-exact TIR loop, the
+# evaluation and the selection code run on them unchanged.
+
+class CharTokenizer:
+    """One character = one token (id = code point): a scripted engine's text and ids agree
+    exactly, so tests can count tokens by counting characters."""
+
+    chat_template = None
+    bos_token = eos_token = pad_token = None
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict:
+        return {"input_ids": [ord(c) for c in text]}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens: bool = True) -> str:
+        return "".join(chr(i) for i in ids)
+
+
+@dataclass
+class Reply:
+    """One scripted completion."""
+
+    text: str
+    finish_reason: str = "stop"
+    logprob: float | None = -0.1  # every token's log-prob (None: the engine gives none)
+
+
+class TextEngine(TextPrompts):
+    """Base of the test engines: subclasses say what the model writes (`reply` per sample, or
+    `replies` per batch); prompts given as ids are decoded (special tokens kept) first."""
+
+    def __init__(self, tokenizer) -> None:
+        self.tokenizer = tokenizer
+        self.calls = 0  # generate calls
+
+    def reply(self, prompt: str, config: SamplingConfig, index: int) -> Reply | str:
+        raise NotImplementedError
+
+    def replies(self, prompts: list[str], config: SamplingConfig) -> list[list[Reply | str]]:
+        return [[self.reply(p, config, j) for j in range(config.n)] for p in prompts]
+
+    def generate_tokens(self, prompts: list[list[int]],
+                        config: SamplingConfig) -> list[list[Completion]]:
+        texts = [self.tokenizer.decode(list(p), skip_special_tokens=False) for p in prompts]
+        return self.generate(texts, config)
+
+    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
+        from aimo3_recipe.data.renderers import encode_text
+
+        out = self.replies(prompts, config)
+        self.calls += 1
+        result = []
+        for group in out:
+            comps = []
+            for r in group:
+                r = Reply(r) if isinstance(r, str) else r
+                ids = encode_text(self.tokenizer, r.text)
+                lps = None if r.logprob is None else [r.logprob] * len(ids)
+                comps.append(Completion(r.text, ids, lps, r.finish_reason))
+            result.append(comps)
+        return result
+
+
+class RandomAnswerEngine(TextEngine):
+    """Answers drawn from the call's seed, like a sampler whose output depends on the batch and
+    its seed: 70% boxed, 15% unboxed "The answer is a", 15% cut at max tokens. Judges a
+    GenSelect prompt "1". `fail_on_call`: raise KeyboardInterrupt (a kill) at that call."""
+
+    def __init__(self, tokenizer, fail_on_call: int | None = None) -> None:
+        super().__init__(tokenizer)
+        self.prompts_seen = 0
+        self.fail_on_call = fail_on_call
+
+    def replies(self, prompts: list[str], config: SamplingConfig) -> list[list[Reply | str]]:
+        import random
+
+        if self.fail_on_call is not None and self.calls + 1 >= self.fail_on_call:
+            raise KeyboardInterrupt("simulated kill")
+        self.prompts_seen += len(prompts)
+        rng = random.Random(config.seed)
+        out: list[list[Reply | str]] = []
+        for prompt in prompts:
+            if "candidate solutions" in prompt:  # a GenSelect judge prompt
+                out.append([Reply("Solution 1 is right.\nJudgment: 1", logprob=None)] * config.n)
+                continue
+            group: list[Reply | str] = []
+            for _ in range(config.n):
+                a, r = rng.randint(0, 3), rng.random()
+                if r < 0.7:
+                    text, finish = f"So the answer is \\boxed{{{a}}}.", "stop"
+                elif r < 0.85:
+                    text, finish = f"The answer is {a}", "stop"
+                else:
+                    text, finish = "We get \\boxed{", "length"
+                group.append(Reply(text, finish, -rng.random()))
+            out.append(group)
+        return out
+
+
+class ToolUsingEngine(TextEngine):
+    """Writes a python block, then reads its output and boxes it (a tool-using model). On a
+    problem "What is 0 ..." its block raises."""
+
+    def reply(self, prompt: str, config: SamplingConfig, index: int) -> Reply | str:
+        turn = prompt.rsplit("<|im_start|>assistant", 1)[-1]  # what the model wrote so far
+        if "```output" in turn:
+            result = turn.rsplit("```output", 1)[1].strip().strip("`").strip()
+            return f"The tool says {result}, so \\boxed{{{result}}}."
+        if "What is 0" in prompt:
+            return "```python\nprint(1 / 0)\n```\n"
+        n = prompt.split("What is ")[1].split(" ")[0]
+        return f"Compute it.\n```python\nx = {n}\nprint(x + 0)\n```\n"
+
+
+class FixedEngine(TextEngine):
+    """Answers every prompt with the same text."""
+
+    def __init__(self, tokenizer, text: str) -> None:
+        super().__init__(tokenizer)
+        self.text = text
+
+    def reply(self, prompt: str, config: SamplingConfig, index: int) -> Reply | str:
+        return Reply(self.text, logprob=None)
+
+
+class ReplyEngine(TextEngine):
+    """Completions from `reply_fn(prompt, sample_index, call_index) -> (text, logprob)`;
+    `requested` records (prompts, n) of every call."""
+
+    def __init__(self, tokenizer, reply_fn) -> None:
+        super().__init__(tokenizer)
+        self.reply_fn, self.requested = reply_fn, []
+
+    def replies(self, prompts: list[str], config: SamplingConfig) -> list[list[Reply | str]]:
+        self.requested.append((len(prompts), config.n))
+        out: list[list[Reply | str]] = []
+        for p in prompts:
+            group: list[Reply | str] = []
+            for j in range(config.n):
+                text, lp = self.reply_fn(p, j, self.calls)
+                group.append(Reply(text or " ", logprob=lp))
+            out.append(group)
+        return out
+
+
+class KillAfter:
+    """Wraps an engine; raises KeyboardInterrupt (a kill) at its `fail_on_call`-th call."""
+
+    def __init__(self, engine, fail_on_call: int) -> None:
+        self.engine, self.tokenizer = engine, engine.tokenizer
+        self.calls, self.fail_on_call = 0, fail_on_call
+
+    def _tick(self) -> None:
+        self.calls += 1
+        if self.calls >= self.fail_on_call:
+            raise KeyboardInterrupt("simulated kill")
+
+    def generate(self, prompts, config):
+        self._tick()
+        return self.engine.generate(prompts, config)
+
+    def generate_tokens(self, prompts, config):
+        self._tick()
+        return self.engine.generate_tokens(prompts, config)
+
+
+class ScriptedTIREngine:
+    """Plays back per-prompt model turns like a real engine would, with a `CharTokenizer`
+    (one character = one token): stop strings and max_tokens honoured (unless told not to).
+    Turn k is what the model writes after the k-th tool output; the text already generated
+    in that turn must be its prefix. `calls` records (prompt texts, config) of every call."""
+
+    TOOL_BLOCK = re.compile(r"```output\n.*?```\n", re.DOTALL)
+
+    def __init__(self, scripts: dict[str, list[str]], honour_stops: bool = True,
+                 drop_stop_str: bool = False) -> None:
+        self.tokenizer = CharTokenizer()
+        self.scripts, self.honour_stops, self.drop_stop_str = scripts, honour_stops, drop_stop_str
+        self.calls: list[tuple[list[str], SamplingConfig]] = []
+
+    def _script_for(self, prompt: str) -> str:
+        for key, turns in self.scripts.items():
+            if prompt.startswith(key):
+                transcript = prompt[len(key):]
+                tools = list(self.TOOL_BLOCK.finditer(transcript))
+                done = transcript[tools[-1].end():] if tools else transcript
+                turn = turns[min(len(tools), len(turns) - 1)]
+                assert turn.startswith(done), (turn, done)
+                return turn[len(done):]
+        raise KeyError(prompt)
+
+    def _complete(self, prompt: str, config: SamplingConfig) -> Completion:
+        rest = self._script_for(prompt)
+        finish, stop_reason, text = "stop", None, rest
+        if self.honour_stops:
+            hits = [(rest.find(s), s) for s in config.stop if s in rest]
+            if hits:
+                i, s = min(hits)
+                text, stop_reason = rest[: i + len(s)], s
+        if len(text) > config.max_tokens:
+            text, finish, stop_reason = text[: config.max_tokens], "length", None
+        ids = [ord(c) for c in text]
+        if stop_reason and (self.drop_stop_str or not config.include_stop_str):
+            text = text[: -len(stop_reason)]
+            if self.drop_stop_str:  # an engine that leaves the stop string out of its ids too
+                ids = ids[: -len(stop_reason)]
+        return Completion(text, ids, [-0.5] * len(ids), finish, stop_reason)
+
+    def generate_tokens(self, prompts, config):
+        texts = [self.tokenizer.decode(p) for p in prompts]
+        self.calls.append((texts, config))
+        return [[self._complete(t, config)] * config.n for t in texts]
+
+    def generate(self, prompts, config):
+        return self.generate_tokens([self.tokenizer.encode(p) for p in prompts], config)
+
+
+class StreamingScriptedTIREngine(ScriptedTIREngine):
+    """The same scripts through `submit`/`poll` (a `StreamingEngine`, like vLLM): each poll
+    decodes one token of every pending request, so a short request ends while long ones go on.
+    `submits` records (poll step, request id, config) of every request."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.pending: dict[str, list] = {}
+        self.steps = 0
+        self.submits: list[tuple[int, str, SamplingConfig]] = []
+        self.cancelled: list[str] = []
+
+    def submit(self, request_id, prompt_ids, config) -> None:
+        assert request_id not in self.pending
+        text = self.tokenizer.decode(prompt_ids)
+        self.calls.append(([text], config))
+        comp = self._complete(text, config)
+        self.pending[request_id] = [comp, max(1, len(comp.token_ids))]
+        self.submits.append((self.steps, request_id, config))
+
+    def poll(self):
+        import time
+
+        time.sleep(0.002)  # a decode step takes time: code running meanwhile can finish
+        self.steps += 1
+        ended = []
+        for rid, entry in list(self.pending.items()):
+            entry[1] -= 1
+            if entry[1] <= 0:
+                ended.append((rid, entry[0]))
+                del self.pending[rid]
+        return ended
+
+    def has_pending(self) -> bool:
+        return bool(self.pending)
+
+    def cancel_pending(self) -> None:
+        self.cancelled = sorted(self.pending)
+        self.pending.clear()

@@ -74,6 +74,9 @@ class RoundsOnly:
     def generate(self, prompts, config):
         return self.engine.generate(prompts, config)
 
+    def generate_tokens(self, prompts, config):
+        return self.engine.generate_tokens(prompts, config)
+
 
 class InstantTools:
     """A sandbox pool whose cells answer at once without running anything: TIR's cost on the

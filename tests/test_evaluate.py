@@ -4,7 +4,6 @@ resuming after a kill, and the CLI on a tiny model (fast), the embedded default 
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -12,45 +11,9 @@ import pytest
 from aimo3_recipe.evaluation.config import EvalConfig
 from aimo3_recipe.evaluation.evaluate import choose, cli, main
 from aimo3_recipe.exceptions import ConfigError
-from aimo3_recipe.inference.engine import Completion, SamplingConfig
+from aimo3_recipe.testing import FixedEngine, KillAfter, RandomAnswerEngine, ToolUsingEngine
 
-
-class FakeEngine:
-    """Deterministic stand-in for a model: answers drawn from the call's seed, like a real
-    sampler whose output depends on the batch and its seed. Some completions have no box,
-    some are cut at max tokens."""
-
-    def __init__(self, tokenizer, fail_on_call: int | None = None):
-        self.tokenizer = tokenizer
-        self.calls = 0
-        self.prompts_seen = 0
-        self.fail_on_call = fail_on_call
-
-    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
-        self.calls += 1
-        if self.fail_on_call is not None and self.calls >= self.fail_on_call:
-            raise KeyboardInterrupt("simulated kill")
-        self.prompts_seen += len(prompts)
-        rng = random.Random(config.seed)
-        out = []
-        for prompt in prompts:
-            if "candidate solutions" in prompt:  # a GenSelect judge prompt
-                out.append([Completion("Solution 1 is right.\nJudgment: 1", [1, 2, 3], None,
-                                       "stop")] * config.n)
-                continue
-            comps = []
-            for _ in range(config.n):
-                a, r = rng.randint(0, 3), rng.random()
-                if r < 0.7:
-                    text, finish = f"So the answer is \\boxed{{{a}}}.", "stop"
-                elif r < 0.85:
-                    text, finish = f"The answer is {a}", "stop"
-                else:
-                    text, finish = "We get \\boxed{", "length"
-                n_tok = rng.randint(3, 9)
-                comps.append(Completion(text, list(range(n_tok)), [-rng.random()] * n_tok, finish))
-            out.append(comps)
-        return out
+FakeEngine = RandomAnswerEngine
 
 
 @pytest.fixture()
@@ -193,28 +156,6 @@ def test_genselect_strategy_records_its_choice_and_resumes(tmp_path, bench_file,
     assert engine.calls == 0 and _strip_volatile(again) == _strip_volatile(res)
 
 
-class ToolUsingEngine:
-    """Writes a python block, then reads its output and boxes it (a tool-using model)."""
-
-    def __init__(self, tokenizer):
-        self.tokenizer = tokenizer
-
-    def generate(self, prompts, config):
-        out = []
-        for p in prompts:
-            turn = p.rsplit("<|im_start|>assistant", 1)[-1]  # what the model wrote so far
-            if "```output" in turn:
-                result = turn.rsplit("```output", 1)[1].strip().strip("`").strip()
-                text = f"The tool says {result}, so \\boxed{{{result}}}."
-            elif "What is 0" in p:
-                text = "```python\nprint(1 / 0)\n```\n"  # a block that raises
-            else:
-                n = p.split("What is ")[1].split(" ")[0]
-                text = f"Compute it.\n```python\nx = {n}\nprint(x + 0)\n```\n"
-            out.append([Completion(text, [1] * 5, [-0.1] * 5, "stop")] * config.n)
-        return out
-
-
 def test_tir_strategy_runs_code_and_reports_tool_stats(tmp_path, bench_file, tiny_tokenizer):
     out = tmp_path / "tir"
     res = main(_config(bench_file, out, strategy="tir", num_samples=2, max_problems=4,
@@ -282,15 +223,8 @@ def test_resume_is_exact_with_the_transformers_engine(tmp_path, tiny_model_dir, 
 
     engine = HFEngine(str(tiny_model_dir), device="cpu")
 
-    class Killable:
-        def __init__(self, fail_on_call):
-            self.tokenizer, self.calls, self.fail_on_call = engine.tokenizer, 0, fail_on_call
-
-        def generate(self, prompts, config):
-            self.calls += 1
-            if self.calls >= self.fail_on_call:
-                raise KeyboardInterrupt("simulated kill")
-            return engine.generate(prompts, config)
+    def Killable(fail_on_call):
+        return KillAfter(engine, fail_on_call)
 
     kw = dict(max_new_tokens=6, temperature=1.0, top_p=1.0, num_samples=3, max_problems=6)
     full = main(_config(bench_file, tmp_path / "full", **kw), engine=Killable(10 ** 6))
@@ -391,16 +325,6 @@ def test_report_cli_merges_runs_into_one_table(tmp_path, bench_file, tiny_tokeni
     assert rows[2].split(" | ")[3:5] == [greedy_a, "–"]
     assert rows[3].split(" | ")[4] == maj_b
     assert report.cli([str(tmp_path / "missing")]) == 2
-
-
-class FixedEngine:
-    """Answers every prompt with the same text."""
-
-    def __init__(self, tokenizer, text):
-        self.tokenizer, self.text = tokenizer, text
-
-    def generate(self, prompts, config):
-        return [[Completion(self.text, [1, 2], None, "stop")] * config.n for _ in prompts]
 
 
 def test_aimo_benchmark_grades_modulus_aware(tmp_path, tiny_tokenizer):

@@ -10,7 +10,6 @@ import math
 import pytest
 
 from aimo3_recipe.exceptions import ConfigError
-from aimo3_recipe.inference.engine import Completion, SamplingConfig
 from aimo3_recipe.inference.generate import (
     STRATEGIES,
     GenerationConfig,
@@ -18,27 +17,9 @@ from aimo3_recipe.inference.generate import (
     cli,
 )
 from aimo3_recipe.inference.solution_selection import majority_vote, weighted_vote
+from aimo3_recipe.testing import ReplyEngine
 
-
-class ScriptedEngine:
-    """An Engine whose completions come from `reply(prompt, sample_index, call_index)`."""
-
-    def __init__(self, tokenizer, reply):
-        self.tokenizer, self.reply, self.calls, self.requested = tokenizer, reply, 0, []
-
-    def generate(self, prompts, config: SamplingConfig):
-        self.requested.append((len(prompts), config.n))
-        out = []
-        for p in prompts:
-            comps = []
-            for j in range(config.n):
-                text, lp = self.reply(p, j, self.calls)
-                ids = self.tokenizer(text, add_special_tokens=False)["input_ids"] or [0]
-                comps.append(Completion(text=text, token_ids=ids, logprobs=[lp] * len(ids),
-                                        finish_reason="stop"))
-            out.append(comps)
-        self.calls += 1
-        return out
+ScriptedEngine = ReplyEngine
 
 
 def gen(engine, **kw) -> MathGenerator:

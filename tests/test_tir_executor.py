@@ -3,12 +3,9 @@
 
 from __future__ import annotations
 
-import re
-import time
-
 import pytest
 
-from aimo3_recipe.inference.engine import Completion, SamplingConfig
+from aimo3_recipe.inference.engine import SamplingConfig
 from aimo3_recipe.inference.tir_executor import (
     TIRConfig,
     cut_at_markers,
@@ -16,9 +13,8 @@ from aimo3_recipe.inference.tir_executor import (
     format_tool_output,
     run_tir,
 )
+from aimo3_recipe.testing import ScriptedTIREngine, StreamingScriptedTIREngine
 from aimo3_recipe.utils.code_execution import ExecResult, SandboxConfig, SandboxPool
-
-TOOL_BLOCK = re.compile(r"```output\n.*?```\n", re.DOTALL)
 
 
 # ---------------------------------------------------------------- pure helpers
@@ -58,84 +54,7 @@ def test_config_rejects_bad_values():
 
 
 # ---------------------------------------------------------------- scripted engine
-class ScriptedEngine:
-    """Plays back per-prompt model turns like a real engine would: one character = one token,
-    stop strings and max_tokens honoured (unless told not to). Turn k is what the model writes
-    after the k-th tool output; the text already generated in that turn must be its prefix."""
-
-    tokenizer = None
-
-    def __init__(self, scripts: dict[str, list[str]], honour_stops: bool = True,
-                 drop_stop_str: bool = False):
-        self.scripts, self.honour_stops, self.drop_stop_str = scripts, honour_stops, drop_stop_str
-        self.calls: list[tuple[list[str], SamplingConfig]] = []
-
-    def _script_for(self, prompt: str) -> tuple[str, str]:
-        for key, turns in self.scripts.items():
-            if prompt.startswith(key):
-                transcript = prompt[len(key):]
-                tools = list(TOOL_BLOCK.finditer(transcript))
-                done = transcript[tools[-1].end():] if tools else transcript
-                turn = turns[min(len(tools), len(turns) - 1)]
-                assert turn.startswith(done), (turn, done)
-                return turn[len(done):], key
-        raise KeyError(prompt)
-
-    def generate(self, prompts, config):
-        self.calls.append((list(prompts), config))
-        out = []
-        for p in prompts:
-            rest, _ = self._script_for(p)
-            finish, stop_reason = "stop", None
-            text = rest
-            if self.honour_stops:
-                hits = [(rest.find(s), s) for s in config.stop if s in rest]
-                if hits:
-                    i, s = min(hits)
-                    text, stop_reason = rest[: i + len(s)], s
-            if len(text) > config.max_tokens:
-                text, finish, stop_reason = text[: config.max_tokens], "length", None
-            ids = [ord(c) for c in text]
-            if stop_reason and (self.drop_stop_str or not config.include_stop_str):
-                text = text[: -len(stop_reason)]
-            out.append([Completion(text, ids, [-0.5] * len(ids), finish, stop_reason)] * config.n)
-        return out
-
-
-class StreamingScriptedEngine(ScriptedEngine):
-    """The same scripts through `submit`/`poll` (a `StreamingEngine`, like vLLM): each poll
-    decodes one token of every pending request, so a short request ends while long ones go on.
-    `submits` records (poll step, request id, config) of every request."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.pending: dict[str, list] = {}
-        self.steps = 0
-        self.submits: list[tuple[int, str, SamplingConfig]] = []
-
-    def submit(self, request_id, prompt, config):
-        assert request_id not in self.pending
-        (comp, *_), = self.generate([prompt], config)
-        self.pending[request_id] = [comp, max(1, len(comp.token_ids))]
-        self.submits.append((self.steps, request_id, config))
-
-    def poll(self):
-        time.sleep(0.002)  # a decode step takes time: code running meanwhile can finish
-        self.steps += 1
-        ended = []
-        for rid, entry in list(self.pending.items()):
-            entry[1] -= 1
-            if entry[1] <= 0:
-                ended.append((rid, entry[0]))
-                del self.pending[rid]
-        return ended
-
-    def has_pending(self):
-        return bool(self.pending)
-
-    def cancel_pending(self):
-        self.cancelled = sorted(self.pending)
-        self.pending.clear()
+ScriptedEngine, StreamingScriptedEngine = ScriptedTIREngine, StreamingScriptedTIREngine
 
 
 @pytest.fixture(params=["rounds", "streaming"])
@@ -166,9 +85,16 @@ def test_one_call_appends_output_and_continues(pool, Scripted):
                           ("So the answer is \\boxed{42}.", "model")]
     assert (r.num_code_calls, r.num_code_errors, r.finish_reason) == (1, 0, "stop")
     model_text = CODE + "So the answer is \\boxed{42}."
-    assert r.token_ids == [ord(c) for c in model_text] and r.num_model_tokens == len(model_text)
-    assert r.logprobs == [-0.5] * len(model_text)
-    assert [len(t) for t in r.segment_token_ids] == [len(CODE), 0, len(model_text) - len(CODE)]
+    assert r.model_token_ids == [ord(c) for c in model_text]
+    assert r.num_model_tokens == len(model_text) and r.model_text == model_text
+    assert r.model_logprobs == [-0.5] * len(model_text)
+    # token-exact: the whole sequence after the prompt, tool output included, mask 0 on it
+    assert r.token_ids == [ord(c) for c in r.text]
+    assert r.mask == [1] * len(CODE) + [0] * len("```output\n42\n```\n") + \
+        [1] * (len(model_text) - len(CODE))
+    assert r.logprobs == [-0.5 if m else 0.0 for m in r.mask]
+    assert [len(t) for t in r.segment_token_ids] == [len(CODE), len("```output\n42\n```\n"),
+                                                     len(model_text) - len(CODE)]
 
 
 def test_state_carries_across_blocks_of_a_rollout(pool, Scripted):
@@ -331,5 +257,6 @@ def test_tiny_random_model_end_to_end(pool, tiny_tokenizer):
     for r in (r for g in results for r in g):
         assert 0 < r.num_model_tokens <= 24 and r.finish_reason in ("length", "stop")
         assert "".join(t for t, _ in r.segments) == r.text
-        assert len(r.token_ids) == r.num_model_tokens == len(r.logprobs)
+        assert len(r.model_token_ids) == r.num_model_tokens == len(r.model_logprobs)
+        assert len(r.token_ids) == len(r.mask) == len(r.logprobs)
     assert results[0][0].text == results[0][1].text  # greedy: both rollouts agree

@@ -1,8 +1,14 @@
 """The small interface every generation backend implements (transformers, vLLM, Tinker).
 
-Strategies, the TIR executor, evaluation and RL rollouts only talk to this: batched text
-prompts in, `n` completions per prompt out, each with its token ids and per-token log-probs
+Strategies, the TIR executor, evaluation and RL rollouts only talk to this: batched prompts as
+token ids in, `n` completions per prompt out, each with its token ids and per-token log-probs
 (weighted voting and RL need them) and why it stopped.
+
+Token ids are the primary input because RL must know exactly the context the sampler saw:
+a TIR continuation is prompt ids + sampled ids + tokenised tool output, never a re-tokenised
+transcript (whose tokens at the model/tool boundaries may differ from the sampled ones).
+Tinker samples from token input too. `generate(texts)` is a thin convenience over the
+renderer's `encode_prompt` (`TextPrompts`).
 """
 
 from __future__ import annotations
@@ -41,12 +47,32 @@ class Completion:
 
 @runtime_checkable
 class Engine(Protocol):
-    """Anything that can continue text prompts. `prompts` are already rendered (chat template
-    applied); the result has one list of `config.n` completions per prompt, in order."""
+    """Anything that can continue prompts. `generate_tokens` takes prompt token ids; the
+    result has one list of `config.n` completions per prompt, in order. `generate` does the
+    same for rendered prompt texts (chat template applied), encoded with `encode_prompt`."""
 
     tokenizer: object
 
+    def generate_tokens(self, prompts: list[list[int]],
+                        config: SamplingConfig) -> list[list[Completion]]: ...
+
     def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]: ...
+
+
+class TextPrompts:
+    """Mixin: `generate(texts)` = `generate_tokens(encode_prompt(text) for each)`, so every
+    engine tokenises prompts exactly as the trainer's renderer does."""
+
+    tokenizer: object
+
+    def encode(self, prompt: str) -> list[int]:
+        from aimo3_recipe.data.renderers import encode_prompt
+
+        return encode_prompt(self.tokenizer, prompt)
+
+    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
+        ids = [self.encode(p) for p in prompts]
+        return self.generate_tokens(ids, config)  # type: ignore[attr-defined]
 
 
 @runtime_checkable
@@ -54,8 +80,8 @@ class StreamingEngine(Engine, Protocol):
     """An engine with continuous batching (vLLM): a request added while others decode joins
     the running batch, so a TIR continuation does not wait for a whole round to end."""
 
-    def submit(self, request_id: str, prompt: str, config: SamplingConfig) -> None:
-        """Queue one completion of `prompt` (config.n is ignored)."""
+    def submit(self, request_id: str, prompt_ids: list[int], config: SamplingConfig) -> None:
+        """Queue one completion of the prompt `prompt_ids` (config.n is ignored)."""
 
     def poll(self) -> list[tuple[str, Completion]]:
         """Advance decoding a step; return (request_id, completion) of requests that ended."""

@@ -22,7 +22,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from aimo3_recipe.inference.engine import Completion, SamplingConfig
+from aimo3_recipe.inference.engine import Completion, SamplingConfig, TextPrompts
 
 
 class _LogprobRecorder:
@@ -84,7 +84,7 @@ def _eos_ids(model, tokenizer) -> set[int]:
     return ids
 
 
-class HFEngine:
+class HFEngine(TextPrompts):
     """`Engine` over a transformers causal LM (a loaded model, or anything `load_model` takes)."""
 
     def __init__(self, model: Any, tokenizer: Any = None, *, device: str | None = None,
@@ -105,15 +105,13 @@ class HFEngine:
         self.eos_ids = _eos_ids(model, tokenizer)
 
     # -- Engine --------------------------------------------------------------------------
-    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
+    def generate_tokens(self, prompts: list[list[int]],
+                        config: SamplingConfig) -> list[list[Completion]]:
         import torch
 
         if config.n < 1 or config.max_tokens < 1:
             raise ValueError(f"SamplingConfig needs n >= 1 and max_tokens >= 1; got {config}")
-        from aimo3_recipe.data.renderers import encode_prompt
-
-        # the renderer's tokenisation, so both engines and the trainer see the same prompt ids
-        ids = [encode_prompt(self.tokenizer, p) for p in prompts]
+        ids = [list(p) for p in prompts]
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         per_call = max(1, self.batch_size // config.n)
         results: list[list[Completion]] = [[] for _ in prompts]

@@ -23,9 +23,16 @@ Each rollout alternates model text and tool output in the format SFT-TIR trains 
   each request would otherwise return n identical samples); later rounds use seed + round.
 Each rollout runs its blocks in its own sandbox session (state carries over between a
 rollout's blocks, as in a notebook). Greedy sampling with n > 1 runs one rollout per prompt
-and copies it. The prompt of a continuation is text (prompt + transcript), so the engine
-re-tokenises it; its tokens at the model/tool boundaries may differ from the sampled ones
-(use `token_ids` for training).
+and copies it.
+
+Token-exact: a rollout is built as tokens, never by re-tokenising its transcript. A
+continuation's prompt is prompt ids + the ids the model sampled + the tokenised tool output
++ ..., so `TIRResult.token_ids` (everything after the prompt), its `mask` (1 = sampled by
+the model, 0 = tool output or forced) and `logprobs` (the sampler's, 0.0 where mask is 0)
+describe exactly the context the sampler saw: RL's importance ratios and loss mask use them
+as they are. The transcript text is the decoded sampled ids plus the tool output text, so
+`tokenizer.decode(token_ids, skip_special_tokens=True) == text` (one limit: a multi-byte
+character split by a round's token limit decodes as two replacement characters).
 
 Stopping: generation stops at the closing fence of a block ("```\\n") and at "```output". The
 first case runs the block if it is a ```python block (any other fence just continues). The
@@ -33,8 +40,10 @@ second is the model starting an output block itself: generation stops before it 
 any output; if a python block is pending it runs and the real output follows the model's
 marker, otherwise the rollout ends with finish_reason="fake_output". Text an engine returns
 past a stop marker (engines that ignore stop strings) is cut, so tool output is never the
-model's. Token ids/log-probs are the engine's: if text had to be cut, they still describe
-what was sampled (and `TIRResult.cut_text` is True).
+model's: the sampled ids are cut to the shortest prefix that completes the marker (and
+`TIRResult.cut_text` is True); text inside that last token past the marker stays, since the
+model sampled it. An engine that leaves a matched stop string out of its ids gets it
+appended as forced tokens (mask 0).
 
 Limits: `max_tool_calls` blocks per rollout (after that, code fences no longer stop generation
 and a model-written ```output ends the rollout with finish_reason="max_tool_calls"),
@@ -90,11 +99,29 @@ class TIRResult:
     num_timeouts: int = 0  # blocks killed at the wall-clock limit
     tool_seconds: float = 0.0  # wall clock its code blocks took in the sandbox
     finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
-    num_model_tokens: int = 0  # tokens the engine generated for this rollout
-    token_ids: list[int] = field(default_factory=list)  # model tokens, all rounds concatenated
-    logprobs: list[float] | None = None  # their log-probs, where the engine gives them
-    segment_token_ids: list[list[int]] = field(default_factory=list)  # per segment ([] for tool)
-    cut_text: bool = False  # text past a stop marker was removed (engine ignored a stop string)
+    num_model_tokens: int = 0  # tokens the model sampled for this rollout (sum of mask)
+    prompt_ids: list[int] = field(default_factory=list)  # the prompt the rollout started from
+    token_ids: list[int] = field(default_factory=list)  # every token after the prompt, in order
+    mask: list[int] = field(default_factory=list)  # per token: 1 sampled, 0 tool output / forced
+    logprobs: list[float] | None = None  # per token: the sampler's (0.0 where mask is 0)
+    segment_token_ids: list[list[int]] = field(default_factory=list)  # per segment
+    cut_text: bool = False  # sampled ids past a stop marker were cut (engine ignored a stop)
+
+    @property
+    def model_text(self) -> str:
+        """What the model wrote (tool output left out): rewards grade only this."""
+        return "".join(t for t, src in self.segments if src == "model")
+
+    @property
+    def model_token_ids(self) -> list[int]:
+        return [t for t, m in zip(self.token_ids, self.mask) if m]
+
+    @property
+    def model_logprobs(self) -> list[float] | None:
+        """The sampler's log-prob of each sampled token (confidence for voting)."""
+        if self.logprobs is None:
+            return None
+        return [lp for lp, m in zip(self.logprobs, self.mask) if m]
 
 
 def find_pending_code(text: str) -> str | None:
@@ -142,11 +169,12 @@ def cut_at_markers(text: str, markers: list[str]) -> tuple[str, str | None, bool
 
 @dataclass
 class _Rollout:
-    prompt: str
+    prompt_ids: list[int]
     budget: int
     segments: list[tuple[str, str]] = field(default_factory=list)
     segment_token_ids: list[list[int]] = field(default_factory=list)
     token_ids: list[int] = field(default_factory=list)
+    mask: list[int] = field(default_factory=list)
     logprobs: list[float] | None = field(default_factory=list)
     turn_start: int = 0  # where in `text` the model's current turn began (after tool output)
     calls: int = 0
@@ -165,41 +193,89 @@ class _Rollout:
     def text(self) -> str:
         return "".join(t for t, _ in self.segments)
 
-    def add(self, text: str, source: str, token_ids: list[int] | None = None) -> None:
+    @property
+    def context(self) -> list[int]:
+        """What the engine continues: the prompt and every token after it, as sampled."""
+        return self.prompt_ids + self.token_ids
+
+    def add(self, text: str, source: str, ids: list[int], mask: int,
+            logprobs: list[float] | None) -> None:
+        self.token_ids.extend(ids)
+        self.mask.extend([mask] * len(ids))
+        if self.logprobs is not None and logprobs is not None:
+            self.logprobs.extend(logprobs)
+        else:
+            self.logprobs = None
         if self.segments and self.segments[-1][1] == source:
             self.segments[-1] = (self.segments[-1][0] + text, source)
-            self.segment_token_ids[-1] = self.segment_token_ids[-1] + list(token_ids or [])
+            self.segment_token_ids[-1] = self.segment_token_ids[-1] + list(ids)
         else:
             self.segments.append((text, source))
-            self.segment_token_ids.append(list(token_ids or []))
+            self.segment_token_ids.append(list(ids))
 
     def result(self) -> TIRResult:
         return TIRResult(
             text=self.text, segments=list(self.segments), num_code_calls=self.calls,
             num_code_errors=self.errors, num_timeouts=self.timeouts,
-            tool_seconds=self.tool_seconds,
-            finish_reason=self.finish_reason, num_model_tokens=len(self.token_ids),
-            token_ids=self.token_ids, logprobs=self.logprobs,
-            segment_token_ids=self.segment_token_ids, cut_text=self.cut)
+            tool_seconds=self.tool_seconds, finish_reason=self.finish_reason,
+            num_model_tokens=sum(self.mask), prompt_ids=list(self.prompt_ids),
+            token_ids=list(self.token_ids), mask=list(self.mask),
+            logprobs=None if self.logprobs is None else list(self.logprobs),
+            segment_token_ids=[list(x) for x in self.segment_token_ids], cut_text=self.cut)
 
 
-def _step(r: _Rollout, comp, round_stops: list[str],
+class _Tokens:
+    """The engine tokenizer's decode / encode, as TIR uses them."""
+
+    def __init__(self, tokenizer) -> None:
+        if tokenizer is None:
+            raise ConfigError("run_tir needs an engine with a `tokenizer` (TIR continuations "
+                              "are built as token ids)")
+        self.tokenizer = tokenizer
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def encode(self, text: str) -> list[int]:
+        from aimo3_recipe.data.renderers import encode_text
+
+        return encode_text(self.tokenizer, text)
+
+
+def _sampled_piece(comp, tok: _Tokens, stops: list[str]):
+    """(text, ids, logprobs, marker, cut) of one completion: the decoded sampled ids, cut to
+    the shortest prefix that completes a stop marker when the engine went past it."""
+    ids = list(comp.token_ids)
+    lps = None if comp.logprobs is None else list(comp.logprobs[:len(ids)])
+    text = tok.decode(ids)
+    _, marker, _ = cut_at_markers(text, stops)
+    cut = False
+    if marker is not None:
+        lo, hi = 1, len(ids)  # containment only grows with the prefix: bisect
+        while lo < hi:
+            mid = (lo + hi) // 2
+            head = tok.decode(ids[:mid])
+            lo, hi = (lo, mid) if any(m in head for m in stops) else (mid + 1, hi)
+        if lo < len(ids):
+            cut, ids, text = True, ids[:lo], tok.decode(ids[:lo])
+            lps = None if lps is None else lps[:lo]
+    return text, ids, lps, marker, cut
+
+
+def _step(r: _Rollout, comp, tok: _Tokens, round_stops: list[str],
           max_tool_calls: int, max_rounds: int) -> None:
     """Fold one completion into the rollout; decide whether it runs code, continues or ends."""
     r.rounds += 1
-    r.token_ids.extend(comp.token_ids)
-    if r.logprobs is not None and comp.logprobs is not None:
-        r.logprobs.extend(comp.logprobs)
-    else:
-        r.logprobs = None
-    r.budget -= max(len(comp.token_ids), 1)
-    text, marker, cut = cut_at_markers(comp.text, round_stops)
+    text, ids, lps, marker, cut = _sampled_piece(comp, tok, round_stops)
+    r.budget -= max(len(ids), 1)
+    r.cut |= cut
+    r.add(text, "model", ids, 1, lps)
     stop = comp.stop_reason
     if marker is None and comp.finish_reason == "stop" and isinstance(stop, str) \
-            and stop in round_stops:
-        text, marker = text + stop, stop  # the engine left the stop string out of the text
-    r.cut |= cut
-    r.add(text, "model", comp.token_ids)
+            and stop in round_stops:  # the engine left the stop string out of its ids
+        forced = tok.encode(stop)
+        r.add(stop, "model", forced, 0, [0.0] * len(forced))
+        marker = stop
     can_call = r.calls < max_tool_calls
     if marker in (FENCE_STOP, OUTPUT_OPEN):
         code = find_pending_code(r.text[r.turn_start:])
@@ -233,12 +309,17 @@ def _start_code(r: _Rollout, pool: SandboxPool, cells: ThreadPoolExecutor) -> Fu
     return cells.submit(r.session.run, r.pending_code)
 
 
-def _finish_code(r: _Rollout, res: ExecResult, config: TIRConfig, max_rounds: int) -> None:
+def _finish_code(r: _Rollout, res: ExecResult, tok: _Tokens, config: TIRConfig,
+                 max_rounds: int) -> None:
     r.calls += 1
     r.errors += int(not res.ok)
     r.timeouts += int(res.timed_out)
     r.tool_seconds += res.duration_s
-    r.add(format_tool_output(res, config.max_output_chars, r.pending_after_marker), "tool")
+    out = format_tool_output(res, config.max_output_chars, r.pending_after_marker)
+    if r.pending_after_marker and r.text.endswith("\n"):  # the model's marker token had it
+        out = out[1:]
+    ids = tok.encode(out)
+    r.add(out, "tool", ids, 0, [0.0] * len(ids))
     r.pending_code = None
     r.turn_start = len(r.text)
     _check_limits(r, max_rounds)
@@ -251,23 +332,31 @@ def _release(r: _Rollout) -> None:
         r.session = None
 
 
-def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
+def run_tir(engine: Engine, prompts: list[str] | list[list[int]], sampling: SamplingConfig,
             config: TIRConfig | None = None,
             pool: SandboxPool | None = None) -> list[list[TIRResult]]:
-    """`sampling.n` TIR rollouts per prompt; returns one list of TIRResult per prompt."""
+    """`sampling.n` TIR rollouts per prompt (rendered prompt texts, or their token ids);
+    returns one list of TIRResult per prompt."""
     config = config or TIRConfig()
+    tok = _Tokens(getattr(engine, "tokenizer", None))
+    if prompts and isinstance(prompts[0], str):
+        from aimo3_recipe.data.renderers import encode_prompt
+
+        prompts = [encode_prompt(tok.tokenizer, p) for p in prompts]  # type: ignore[arg-type]
+    prompt_ids = [list(p) for p in prompts]
     pool = pool or default_pool(config.sandbox)
     if sampling.temperature <= 0 and sampling.n > 1:  # greedy: n equal rollouts; run one
-        one = run_tir(engine, prompts, replace(sampling, n=1), config, pool)
+        one = run_tir(engine, prompt_ids, replace(sampling, n=1), config, pool)
         return [[copy.deepcopy(group[0]) for _ in range(sampling.n)] for group in one]
     total = config.max_new_tokens or sampling.max_tokens
     max_rounds = config.max_rounds or 2 * config.max_tool_calls + 4
-    rollouts = [[_Rollout(prompt=p, budget=total) for _ in range(sampling.n)] for p in prompts]
+    rollouts = [[_Rollout(prompt_ids=p, budget=total) for _ in range(sampling.n)]
+                for p in prompt_ids]
     flat = [r for group in rollouts for r in group]
     loop = _run_streaming if isinstance(engine, StreamingEngine) else _run_rounds
     try:
         with ThreadPoolExecutor(max_workers=max(1, pool.size * 2)) as cells:
-            loop(engine, list(prompts), flat, sampling, config, pool, cells, max_rounds)
+            loop(engine, prompt_ids, flat, tok, sampling, config, pool, cells, max_rounds)
     finally:
         for r in flat:
             if r.session is not None:
@@ -275,7 +364,7 @@ def run_tir(engine: Engine, prompts: list[str], sampling: SamplingConfig,
     return [[r.result() for r in group] for group in rollouts]
 
 
-def _run_rounds(engine: Engine, prompts: list[str], flat: list[_Rollout],
+def _run_rounds(engine: Engine, prompts: list[list[int]], flat: list[_Rollout], tok: _Tokens,
                 sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
                 cells: ThreadPoolExecutor, max_rounds: int) -> None:
     """Engines without continuous batching: one `generate` call per round, all active rollouts."""
@@ -288,29 +377,29 @@ def _run_rounds(engine: Engine, prompts: list[str], flat: list[_Rollout],
         round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
                             max_tokens=max(1, min(r.budget for r in active)))
         if round_idx == 0:  # n samples of each prompt: distinct even under a fixed seed
-            outs = engine.generate(prompts, replace(round_cfg, n=sampling.n))
+            outs = engine.generate_tokens(prompts, replace(round_cfg, n=sampling.n))
             comps = [c for group in outs for c in group[:sampling.n]]
         else:
             if sampling.seed is not None:  # reproducible, yet not round 0's stream again
                 round_cfg.seed = sampling.seed + round_idx
-            outs = engine.generate([r.prompt + r.text for r in active], round_cfg)
+            outs = engine.generate_tokens([r.context for r in active], round_cfg)
             comps = [group[0] for group in outs]
         for r, comp in zip(active, comps):
-            _step(r, comp, stops, config.max_tool_calls, max_rounds)
+            _step(r, comp, tok, stops, config.max_tool_calls, max_rounds)
         to_run = [r for r in active if r.pending_code is not None]
         futures = [_start_code(r, pool, cells) for r in to_run]
         for r, fut in zip(to_run, futures):
-            _finish_code(r, fut.result(), config, max_rounds)
+            _finish_code(r, fut.result(), tok, config, max_rounds)
         for r in active:
             _release(r)
 
 
-def _run_streaming(engine: StreamingEngine, prompts: list[str], flat: list[_Rollout],
-                   sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
+def _run_streaming(engine: StreamingEngine, prompts: list[list[int]], flat: list[_Rollout],
+                   tok: _Tokens, sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
                    cells: ThreadPoolExecutor, max_rounds: int) -> None:
     """Continuous batching: each rollout is its own request; when one stops at a code block,
     its code runs while the others keep decoding, and its continuation joins the running
-    batch as soon as the output is back (the prefix cache serves its prompt + transcript).
+    batch as soon as the output is back (the prefix cache serves its prompt + transcript ids).
     No rollout waits for a round to end, so the batch stays full: the per-token cost of TIR
     stays that of plain sampling."""
     user_stops = list(sampling.stop)
@@ -325,7 +414,7 @@ def _run_streaming(engine: StreamingEngine, prompts: list[str], flat: list[_Roll
                       max_tokens=max(1, r.budget))
         if sampling.seed is not None:  # distinct per rollout and per turn, reproducible
             cfg.seed = sampling.seed + i * (max_rounds + 1) + r.rounds
-        engine.submit(f"tir-{tag}-{i}", r.prompt + r.text, cfg)
+        engine.submit(f"tir-{tag}-{i}", r.context, cfg)
 
     running: dict[Future, int] = {}
     try:
@@ -340,7 +429,7 @@ def _run_streaming(engine: StreamingEngine, prompts: list[str], flat: list[_Roll
             for request_id, comp in ended:
                 i = int(request_id.rsplit("-", 1)[1])
                 r = flat[i]
-                _step(r, comp, stops(r), config.max_tool_calls, max_rounds)
+                _step(r, comp, tok, stops(r), config.max_tool_calls, max_rounds)
                 if r.pending_code is not None:
                     running[_start_code(r, pool, cells)] = i
                 elif r.done:
@@ -350,7 +439,7 @@ def _run_streaming(engine: StreamingEngine, prompts: list[str], flat: list[_Roll
             for fut in [f for f in running if f.done()]:
                 i = running.pop(fut)
                 r = flat[i]
-                _finish_code(r, fut.result(), config, max_rounds)
+                _finish_code(r, fut.result(), tok, config, max_rounds)
                 if r.done:
                     _release(r)
                 else:

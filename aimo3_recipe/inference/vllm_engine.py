@@ -18,8 +18,9 @@ docs/inference.md); this code serves both. CPU facts it handles:
   request's seed is passed through.
 - start-up takes ~60-90 s on CPU, so callers (tests, the CLI) build one engine and reuse it.
 
-Prompts are tokenised by the renderer's `encode_prompt` and sent as token ids, so vLLM sees the
-exact ids the transformers engine and the trainer see. Log-probs are vLLM's default
+Prompts arrive as token ids (`generate_tokens`, `submit`; `generate` encodes texts with the
+renderer's `encode_prompt`), so vLLM sees the exact ids the transformers engine and the
+trainer see. Log-probs are vLLM's default
 `raw_logprobs` (the model's distribution before temperature/top-p), as in hf_engine.py.
 
 `update_weights` / `reload_weights` push new weights into the running engine in place (vLLM's
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from aimo3_recipe.exceptions import MissingDependencyError
-from aimo3_recipe.inference.engine import Completion, SamplingConfig
+from aimo3_recipe.inference.engine import Completion, SamplingConfig, TextPrompts
 from aimo3_recipe.utils.notice import notice
 
 
@@ -60,7 +61,7 @@ def _import_vllm():
     return vllm
 
 
-class VLLMEngine:
+class VLLMEngine(TextPrompts):
     """`Engine` over `vllm.LLM`. Build it once per process: start-up is slow on CPU."""
 
     def __init__(self, model: str | Path, *, seed: int = 0, max_model_len: int = 4096,
@@ -96,9 +97,8 @@ class VLLMEngine:
         self._streaming: set[str] = set()  # submitted requests not yet returned by poll()
 
     # -- Engine --------------------------------------------------------------------------
-    def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]:
-        from aimo3_recipe.data.renderers import encode_prompt
-
+    def generate_tokens(self, prompts: list[list[int]],
+                        config: SamplingConfig) -> list[list[Completion]]:
         if config.n < 1 or config.max_tokens < 1:
             raise ValueError(f"SamplingConfig needs n >= 1 and max_tokens >= 1; got {config}")
         if self._streaming:
@@ -106,7 +106,7 @@ class VLLMEngine:
                                "still running; poll() them to the end first")
         greedy = config.temperature <= 0
         params = self._params(config)
-        inputs = [{"prompt_token_ids": encode_prompt(self.tokenizer, p)} for p in prompts]
+        inputs = [{"prompt_token_ids": list(p)} for p in prompts]
         outs = self.llm.generate(inputs, params, use_tqdm=False)
         results = []
         for out in outs:
@@ -131,16 +131,14 @@ class VLLMEngine:
             seed=seed, logprobs=0 if config.logprobs else None)
 
     # -- StreamingEngine: requests join the running batch as they come (TIR continuations) --
-    def submit(self, request_id: str, prompt: str, config: SamplingConfig) -> None:
+    def submit(self, request_id: str, prompt_ids: list[int], config: SamplingConfig) -> None:
         """Add one request (one completion: n is ignored) to the running batch."""
         from vllm.sampling_params import RequestOutputKind
-
-        from aimo3_recipe.data.renderers import encode_prompt
 
         params = self._params(config, n=1)
         params.output_kind = RequestOutputKind.FINAL_ONLY  # one output, when it has finished
         self.llm.llm_engine.add_request(
-            str(request_id), {"prompt_token_ids": encode_prompt(self.tokenizer, prompt)}, params)
+            str(request_id), {"prompt_token_ids": list(prompt_ids)}, params)
         self._streaming.add(str(request_id))
 
     def poll(self) -> list[tuple[str, Completion]]:
