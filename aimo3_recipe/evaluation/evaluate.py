@@ -12,7 +12,8 @@ How samples are drawn. Up to two passes over the problems: a greedy pass (the Gr
 `--include-greedy`, always for `--strategy greedy`) and a sampled pass of N completions per
 problem at `--temperature` (pass@k, maj@N, the strategy; TIR rollouts for `--strategy tir`).
 Every metric comes from these same samples; the strategy's answer is chosen from them by
-inference.solution_selection (majority / confidence-weighted vote, first-seen tie-break).
+`inference.solution_selection.select`, the layer `aimo3 generate` uses too (GenSelect's choice
+is made once, stored as a "selection" record, and read back).
 
 Resuming. Problems are cut into fixed batches of `--batch-size` in benchmark order, and batch b
 of a pass is always generated with seed `f(seed, pass, b)`, so a batch's text does not depend
@@ -43,6 +44,8 @@ from aimo3_recipe.evaluation.metrics import summarize
 from aimo3_recipe.evaluation.sample_store import SampleStore
 from aimo3_recipe.exceptions import Aimo3Error, ConfigError
 from aimo3_recipe.inference.engine import Completion, Engine, SamplingConfig
+from aimo3_recipe.inference.solution_selection import Candidate as SelectionCandidate
+from aimo3_recipe.inference.solution_selection import select
 from aimo3_recipe.utils.ml_log import MetricsLogger, _jsonable, save_config
 
 logger = logging.getLogger(__name__)
@@ -140,29 +143,27 @@ def grade_record(problem: EvalProblem, completion: Completion, tir: dict | None,
     }
 
 
+def record_candidate(rec: dict) -> SelectionCandidate:
+    """A samples.jsonl record as the selection layer sees it."""
+    return SelectionCandidate(answer=rec["extracted_answer"], text=rec.get("completion", ""),
+                              mean_logprob=rec.get("mean_logprob"),
+                              finish_reason=rec.get("finish_reason", "stop"))
+
+
 def choose(strategy: str, greedy: dict | None, samples: list[dict],
            selection: dict | None = None) -> tuple[str | None, bool]:
-    """The strategy's final answer for one problem, and whether it is correct."""
-    from aimo3_recipe.inference import solution_selection as sel
-
-    if strategy == "greedy":
-        assert greedy is not None
-        return greedy["extracted_answer"], bool(greedy["correct"])
-    if strategy == "genselect":
+    """The strategy's final answer for one problem, and whether it is correct (the verdict of
+    the candidate it came from)."""
+    if strategy == "genselect":  # chosen once by _run_genselect, through the same select()
         assert selection is not None
         return selection["extracted_answer"], bool(selection["correct"])
-    answers = [s["extracted_answer"] for s in samples]
-    if strategy == "weighted_vote":
-        weights = [sel.confidence_weight([s["mean_logprob"]] if s["mean_logprob"] is not None
-                                         else None) for s in samples]
-        vote = sel.weighted_vote(answers, weights)
-    else:  # majority_vote, tir (SC-TIR)
-        vote = sel.majority_vote(answers)
-    if vote.winner_key is None:
+    if strategy == "greedy":
+        assert greedy is not None
+    recs = [greedy] if strategy == "greedy" else samples
+    sel = select(strategy, [record_candidate(r) for r in recs])
+    if sel.index is None:
         return None, False
-    keys, _ = sel.group_answers(answers)
-    winner = next(s for s, k in zip(samples, keys) if k == vote.winner_key)
-    return vote.answer, bool(winner["correct"])
+    return sel.answer, bool(recs[sel.index]["correct"])
 
 
 def regrade(store: SampleStore, problems: list[EvalProblem], bench: Benchmark,
@@ -189,18 +190,10 @@ def regrade(store: SampleStore, problems: list[EvalProblem], bench: Benchmark,
     return changed
 
 
-def _chat(tokenizer: Any, user_message: str) -> str:
-    """A user message in the tokenizer's chat format (plain text when it has none)."""
-    if getattr(tokenizer, "chat_template", None):
-        return tokenizer.apply_chat_template([{"role": "user", "content": user_message}],
-                                             tokenize=False, add_generation_prompt=True)
-    return f"{user_message}\n\n"
-
-
 def _run_genselect(problems: list[EvalProblem], store: SampleStore, engine: Engine | None,
                    config: EvalConfig, mlog: MetricsLogger) -> Engine | None:
     """GenSelect over each problem's sampled completions; one "selection" record each."""
-    from aimo3_recipe.inference.genselect import genselect
+    from aimo3_recipe.inference.genselect import make_judge
 
     for prob in problems:
         if store.has("selection", prob.index):
@@ -208,18 +201,18 @@ def _run_genselect(problems: list[EvalProblem], store: SampleStore, engine: Engi
         if engine is None:
             engine = build_engine(config, config.max_new_tokens or 4096)
         samples = store.get("sampled", prob.index)
-        confidences = [math.exp(s["mean_logprob"]) if s["mean_logprob"] is not None else 1.0
-                       for s in samples]
         t0 = time.time()
-        tokenizer = engine.tokenizer
-        rep = genselect(engine, lambda msg, tok=tokenizer: _chat(tok, msg), prob.problem,
-                        [s["completion"] for s in samples], [s["answer_key"] for s in samples],
-                        confidences, seed=batch_seed(config.seed, "selection", prob.index))
-        chosen = samples[rep.chosen] if rep.chosen is not None else None
+        judge = make_judge(engine, prob.problem,
+                           seed=batch_seed(config.seed, "selection", prob.index))
+        sel = select("genselect", [record_candidate(s) for s in samples], judge=judge)
+        rep = sel.genselect
+        assert rep is not None
+        chosen = samples[sel.index] if sel.index is not None else None
         store.add("selection", prob.index, [{
-            "problem_id": prob.id, "fingerprint": prob.fingerprint, "chosen_index": rep.chosen,
+            "problem_id": prob.id, "fingerprint": prob.fingerprint, "chosen_index": sel.index,
             "extracted_answer": chosen["extracted_answer"] if chosen else None,
             "correct": bool(chosen and chosen["correct"]), "reason": rep.reason,
+            "selection_reason": sel.reason, "fell_back_to_majority": sel.fallback,
             "rounds": rep.rounds, "fallbacks": rep.fallbacks, "judge_tokens": rep.tokens,
             "gen_seconds": time.time() - t0}])
         mlog.log({"genselect/fallbacks": rep.fallbacks}, step=prob.index)

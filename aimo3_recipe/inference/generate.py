@@ -11,7 +11,8 @@ tokens, early stopping):
 - `tir`: tool-integrated rollouts (`tir_executor.run_tir`: the model writes Python, the sandbox
   runs it); with num_samples > 1 this is SC-TIR, a majority vote over TIR rollouts.
 - `genselect`: sample N, then the model reads the distinct-answer candidates and names the best
-  (genselect.py); unusable judgments fall back to the majority.
+  (genselect.py); when it cannot decide, the majority answer stands.
+The choice among candidates is `solution_selection.select`, the layer evaluation also uses.
 
 Early stopping (`early_stop_k`): samples are drawn `sample_chunk` at a time and a problem stops
 once K of its answers agree, as the strongest AIMO notebooks do. `solve_batch` runs many
@@ -29,13 +30,11 @@ from typing import Any
 
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.inference.engine import Engine, SamplingConfig, make_engine
+from aimo3_recipe.inference.solution_selection import Candidate as SelectionCandidate
 from aimo3_recipe.inference.solution_selection import (
-    VoteResult,
-    confidence_weight,
-    default_answer_key,
-    majority_vote,
+    mean_logprob_confidence,
+    select,
     should_stop_early,
-    weighted_vote,
 )
 from aimo3_recipe.inference.strategies import STRATEGIES
 
@@ -83,6 +82,11 @@ class Candidate:
     tool_calls: int = 0  # TIR: code blocks executed
     tool_errors: int = 0  # TIR: blocks that failed
 
+    def for_selection(self) -> SelectionCandidate:
+        return SelectionCandidate(answer=self.answer, text=self.text,
+                                  mean_logprob=self.mean_logprob,
+                                  finish_reason=self.finish_reason)
+
 
 @dataclass
 class SolveResult:
@@ -94,6 +98,8 @@ class SolveResult:
     tie: bool = False  # the top vote was shared
     tied: list[str] = field(default_factory=list)  # the tied answers
     tie_break: str = "first_seen"  # how ties were broken
+    reason: str = ""  # why this answer: "majority 5/8", "genselect", "fallback: ...", ...
+    chosen: int | None = None  # index of the candidate the answer came from
     early_stopped: bool = False  # sampling stopped before num_samples (K answers agreed)
     samples_drawn: int = 0  # candidates generated
     tokens_generated: int = 0  # all model tokens, judge included
@@ -131,15 +137,6 @@ class MathGenerator:
 
         mode = self.config.prompt_mode or ("tir" if self.config.strategy == "tir" else "cot")
         return render_prompt(self.tokenizer, problem, mode)
-
-    def render_user(self, message: str) -> str:
-        """A plain user turn (the GenSelect judge prompt) in the model's chat format."""
-        from aimo3_recipe.data.renderers import has_chat_template
-
-        if not has_chat_template(self.tokenizer):
-            return f"{message}\n\n"
-        return self.tokenizer.apply_chat_template([{"role": "user", "content": message}],
-                                                  tokenize=False, add_generation_prompt=True)
 
     # -- solving -------------------------------------------------------------------------
     def solve(self, problem: str) -> SolveResult:
@@ -192,49 +189,37 @@ class MathGenerator:
             outs = run_tir(self.engine, prompts, sampling, tir_cfg)
             return [[Candidate(text=r.text, answer=extract(r.text),
                                num_tokens=r.num_model_tokens,
-                               mean_logprob=_mean(r.logprobs), weight=confidence_weight(r.logprobs),
+                               mean_logprob=_mean(r.logprobs),
+                               weight=mean_logprob_confidence(_mean(r.logprobs)),
                                finish_reason=r.finish_reason, tool_calls=r.num_code_calls,
                                tool_errors=r.num_code_errors) for r in rs] for rs in outs]
         outs = self.engine.generate(prompts, sampling)
         return [[Candidate(text=c.text, answer=extract(c.text), num_tokens=len(c.token_ids),
-                           mean_logprob=c.mean_logprob, weight=confidence_weight(c.logprobs),
+                           mean_logprob=c.mean_logprob,
+                           weight=mean_logprob_confidence(c.mean_logprob),
                            finish_reason=c.finish_reason) for c in cs] for cs in outs]
 
     def _select(self, problem: str, cands: list[Candidate]) -> SolveResult:
-        strategy = self.config.strategy
-        answers = [c.answer for c in cands]
-        if strategy == "weighted_vote":
-            vote = weighted_vote(answers, [c.weight for c in cands])
-        else:  # greedy (one vote), majority_vote, tir (SC-TIR), genselect's fallback
-            vote = majority_vote(answers)
-        res = _result(problem, strategy, cands, vote)
-        if strategy == "genselect":
-            from aimo3_recipe.inference.genselect import genselect
+        cfg = self.config
+        judge = None
+        if cfg.strategy == "genselect":
+            from aimo3_recipe.inference.genselect import make_judge
 
-            keys = [default_answer_key(a) if a is not None else None for a in answers]
-            report = genselect(self.engine, self.render_user, problem, [c.text for c in cands],
-                               keys, [c.weight for c in cands],
-                               window=self.config.genselect_window,
-                               max_chars=self.config.genselect_max_chars,
-                               max_tokens=self.config.genselect_max_tokens, seed=self.config.seed)
-            res.tokens_generated += report.tokens
-            res.selection = asdict(report)
-            unusable = report.reason == "tournament" and report.fallbacks == len(report.judgments)
-            # every judgment unusable: keep the plain majority answer set above
-            res.selection["fell_back_to_majority"] = report.chosen is None or unusable
-            if report.chosen is not None and not unusable:
-                res.answer = cands[report.chosen].answer
+            judge = make_judge(self.engine, problem, window=cfg.genselect_window,
+                               max_chars=cfg.genselect_max_chars,
+                               max_tokens=cfg.genselect_max_tokens, seed=cfg.seed)
+        sel = select(cfg.strategy, [c.for_selection() for c in cands], judge=judge)
+        res = SolveResult(problem=problem, answer=sel.answer, strategy=cfg.strategy,
+                          candidates=cands, votes=sel.votes, tie=sel.tie, tied=sel.tied,
+                          tie_break=sel.tie_break, reason=sel.reason, chosen=sel.index)
+        if sel.genselect is not None:
+            res.tokens_generated += sel.genselect.tokens
+            res.selection = {**asdict(sel.genselect), "fell_back_to_majority": sel.fallback}
         return res
 
 
 def _mean(xs: list[float] | None) -> float | None:
     return sum(xs) / len(xs) if xs else None
-
-
-def _result(problem: str, strategy: str, cands: list[Candidate], vote: VoteResult) -> SolveResult:
-    return SolveResult(problem=problem, answer=vote.answer, strategy=strategy, candidates=cands,
-                       votes=dict(vote.votes), tie=vote.tie, tied=list(vote.tied),
-                       tie_break=vote.tie_break)
 
 
 # -- command line ---------------------------------------------------------------------------
@@ -272,7 +257,7 @@ def cli(argv: list[str] | None = None) -> int:
 
 def format_result(r: SolveResult) -> str:
     """A short human-readable summary of a SolveResult."""
-    lines = [f"answer: {r.answer}",
+    lines = [f"answer: {r.answer}" + (f"  ({r.reason})" if r.reason else ""),
              f"strategy: {r.strategy}  samples: {r.samples_drawn}  tokens: {r.tokens_generated}"
              f"  time: {r.time_s:.1f}s" + ("  (stopped early)" if r.early_stopped else "")]
     if r.votes:

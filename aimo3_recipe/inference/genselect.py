@@ -10,7 +10,9 @@ parsed (no "Judgment: i" / `\\boxed{i}` with a valid index), that window falls b
 majority winner among its candidates, and the fallback is counted in the report.
 
 The prompt building, summarising and parsing are pure functions; only `genselect()` calls a
-model.
+model. Callers do not call it directly: `make_judge(engine, problem)` binds it for
+`solution_selection.select("genselect", ..., judge=...)`, which decides which candidates the
+judge sees (finished ones) and what happens when it cannot decide (the majority answer).
 """
 
 from __future__ import annotations
@@ -129,3 +131,27 @@ def genselect(engine: Engine, render: Callable[[str], str], problem: str,
             pool.append(g[pick])
     report.chosen = pool[0]
     return report
+
+
+def judge_prompt(tokenizer: object, message: str) -> str:
+    """The judge's user message in the tokenizer's chat format (plain text when it has none)."""
+    from aimo3_recipe.data.renderers import has_chat_template
+
+    if not has_chat_template(tokenizer):
+        return f"{message}\n\n"
+    return tokenizer.apply_chat_template(  # type: ignore[attr-defined]
+        [{"role": "user", "content": message}], tokenize=False, add_generation_prompt=True)
+
+
+def make_judge(engine: Engine, problem: str, *, window: int = 4, max_chars: int = 4000,
+               max_tokens: int = 512, seed: int | None = 0
+               ) -> Callable[[Sequence[str], Sequence[str | None], Sequence[float]],
+                             GenSelectReport]:
+    """`genselect` bound to one engine and problem: the `judge` that `select` calls."""
+    def judge(texts: Sequence[str], answer_keys: Sequence[str | None],
+              confidences: Sequence[float]) -> GenSelectReport:
+        return genselect(engine, lambda msg: judge_prompt(engine.tokenizer, msg), problem,
+                         texts, answer_keys, confidences, window=window, max_chars=max_chars,
+                         max_tokens=max_tokens, seed=seed)
+
+    return judge

@@ -1,18 +1,41 @@
-"""Pure answer-selection functions: majority vote (SC@N), confidence-weighted vote, and the
-early-stopping test. No model, no I/O: every function takes the answers already extracted.
+"""Answer selection: the one layer every caller (evaluation, `aimo3 generate` / MathGenerator,
+the competition solver) goes through, `select(strategy, candidates) -> Selection`, and the
+small pure voting functions under it (majority vote SC@N, weighted vote, early stopping).
+No model and no I/O here: GenSelect's model call comes in as a `judge` callable
+(genselect.make_judge), and every candidate carries its answer already extracted.
 
 Answers are grouped by an equivalence key (`answer_key` from evaluation.verifier, so "1/2",
 "0.5" and "\\frac{1}{2}" are one vote); a `None` answer (no answer found in the completion)
 never votes. Ties are broken deterministically by the answer seen first in sample order, and
 every result says whether a tie happened and which answers were tied, so a reader can tell a
-clear win from a coin-flip.
+clear win from a coin-flip. The chosen candidate of a vote is the first candidate (in sample
+order) of the winning group, so `Selection.answer` is that candidate's own spelling.
+
+Strategies (`select`):
+- `greedy`: candidate 0's answer (the caller drew one temperature-0 completion).
+- `majority_vote`, `tir`: the most frequent answer group (`tir`: over TIR rollouts, SC-TIR).
+- `weighted_vote`: each vote weighs `Candidate.weight()`: the caller's `score` when set (e.g.
+  `entropy_weight` of its token entropies), else exp(mean token log-prob), the candidate's
+  geometric-mean token probability (no or non-finite log-probs: 1.0, a plain vote).
+- `genselect`: the judge picks among the candidates (genselect.py). Candidates cut off before
+  they finished (`finish_reason` in `TRUNCATED`) are not shown to it. The one fallback rule:
+  when no finished candidate has an answer, or no judgment in any window could be parsed, the
+  answer is the `majority_vote` answer over all candidates (`Selection.fallback`, reason
+  "fallback: ..."). A window whose judgment alone is unusable advances its most-voted
+  candidate and the tournament goes on (counted in `GenSelectReport.fallbacks`).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
+
+from aimo3_recipe.inference.strategies import STRATEGIES
+
+if TYPE_CHECKING:  # genselect imports the engine; the layer only needs the report's type
+    from aimo3_recipe.inference.genselect import GenSelectReport
 
 TIE_BREAK = "first_seen"  # the rule used on ties: the tied answer that appeared earliest
 
@@ -66,6 +89,12 @@ def _vote(answers: Sequence[str | None], weights: Sequence[float],
     if len(weights) != len(answers):
         raise ValueError(f"got {len(answers)} answers but {len(weights)} weights")
     keys, reps = group_answers(answers, key)
+    return _vote_keys(keys, reps, weights)
+
+
+def _vote_keys(keys: Sequence[str | None], reps: dict[str, str],
+               weights: Sequence[float]) -> VoteResult:
+    """The vote itself, on answers already grouped (`group_answers`)."""
     votes: dict[str, float] = {}
     for k, w in zip(keys, weights):
         if k is not None:
@@ -90,9 +119,16 @@ def majority_vote(answers: Sequence[str | None],
 def confidence_weight(logprobs: Sequence[float] | None) -> float:
     """exp(mean token log-prob) of a completion: its geometric-mean token probability, in
     (0, 1]. Length-neutral, unlike the sum. No log-probs -> 1.0 (counts as a plain vote)."""
-    if not logprobs:
+    return mean_logprob_confidence(sum(logprobs) / len(logprobs) if logprobs else None)
+
+
+def mean_logprob_confidence(mean_logprob: float | None) -> float:
+    """exp(mean_logprob), or 1.0 (a plain vote) when it is missing or not finite: samples.jsonl
+    stores a non-finite mean as null, so this is the rule both the stored and the live
+    candidates can follow."""
+    if mean_logprob is None or not math.isfinite(mean_logprob):
         return 1.0
-    return math.exp(sum(logprobs) / len(logprobs))
+    return math.exp(mean_logprob)
 
 
 def weighted_vote(answers: Sequence[str | None], weights: Sequence[float],
@@ -118,3 +154,137 @@ def should_stop_early(answers: Sequence[str | None], k: int | None,
                       key: Callable[[str], str | None] = default_answer_key) -> bool:
     """Early stopping: True once `k` answers agree (k None/0 disables it)."""
     return bool(k) and agreement(answers, key) >= k  # type: ignore[operator]
+
+
+# -- entropy confidence (the AIMO3 solvers' vote weight) -----------------------------------
+def topk_entropy(top_logprobs_K: Sequence[float]) -> float:
+    """Entropy (nats) of one token's distribution, from the log-probs of its top-k
+    alternatives renormalised over those k (what an engine returning top-k log-probs allows)."""
+    if not top_logprobs_K:
+        raise ValueError("topk_entropy needs at least one log-prob")
+    top = max(top_logprobs_K)
+    ps = [math.exp(lp - top) for lp in top_logprobs_K]
+    z = sum(ps)
+    return -sum(p / z * math.log(p / z) for p in ps if p > 0)
+
+
+def entropy_weight(entropies_T: Sequence[float] | None, *, tail: int | None = None,
+                   reduce: str = "mean", eps: float = 1e-6) -> float:
+    """1 / (mean or median token entropy over the last `tail` tokens, all when None) + eps
+    guard: a confident attempt (low entropy) gets a large vote. No entropies -> 1.0. Set the
+    result as `Candidate.score` to weight `weighted_vote` (or GenSelect's representatives)."""
+    if not entropies_T:
+        return 1.0
+    xs = list(entropies_T[-tail:] if tail else entropies_T)
+    if reduce == "mean":
+        h = sum(xs) / len(xs)
+    elif reduce == "median":
+        ys = sorted(xs)
+        mid = len(ys) // 2
+        h = ys[mid] if len(ys) % 2 else (ys[mid - 1] + ys[mid]) / 2
+    else:
+        raise ValueError(f"reduce must be 'mean' or 'median'; got {reduce!r}")
+    return 1.0 / max(h, eps)
+
+
+# -- the selection layer ----------------------------------------------------------------------
+TRUNCATED = ("length", "max_rounds")  # finish reasons of a candidate cut before it finished
+
+
+@dataclass
+class Candidate:
+    """One sampled solution as the selection layer sees it (built from a generator's
+    candidate or from a samples.jsonl record)."""
+
+    answer: str | None  # extracted final answer (None: none found)
+    text: str = ""  # the completion (TIR: the transcript); GenSelect shows it to the judge
+    logprobs: Sequence[float] | None = None  # per-token log-probs of the sampled tokens...
+    mean_logprob: float | None = None  # ...or only their mean (what samples.jsonl stores)
+    entropies: Sequence[float] | None = None  # per-token entropy (nats), where the engine has it
+    score: float | None = None  # caller's vote weight (e.g. entropy_weight); overrides log-probs
+    finish_reason: str = "stop"  # stop | length | (TIR) max_tool_calls | max_rounds | fake_output
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason in TRUNCATED
+
+    def weight(self) -> float:
+        """Its vote in `weighted_vote`: `score` if set, else exp(mean token log-prob)."""
+        if self.score is not None:
+            return float(self.score)
+        if self.mean_logprob is not None:
+            return mean_logprob_confidence(self.mean_logprob)
+        return confidence_weight(self.logprobs)
+
+
+@dataclass
+class Selection:
+    """What `select` chose, and why."""
+
+    strategy: str  # the strategy that chose
+    answer: str | None  # the chosen answer, as its candidate spelled it (None: no answer)
+    index: int | None  # the chosen candidate (None: no candidate had an answer)
+    reason: str  # "greedy", "majority 5/8", "weighted 1.9/3.2", "genselect", "fallback: ..."
+    votes: dict[str, float] = field(default_factory=dict)  # key -> votes (weights if weighted)
+    counts: dict[str, int] = field(default_factory=dict)  # key -> candidates with that answer
+    key: str | None = None  # answer key of the chosen answer
+    tie: bool = False  # the vote's top was shared (GenSelect: of the vote behind it)
+    tied: list[str] = field(default_factory=list)  # the tied answers, first-seen order
+    tie_break: str = TIE_BREAK  # how a tie was broken
+    fallback: bool = False  # genselect: the judge did not decide, the majority answer stands
+    genselect: GenSelectReport | None = None  # the judge's report (genselect only)
+
+
+# (texts, answer keys with None = not selectable, confidences) -> the judge's report
+Judge = Callable[[Sequence[str], Sequence["str | None"], Sequence[float]], "GenSelectReport"]
+
+
+def select(strategy: str, candidates: Sequence[Candidate], *, judge: Judge | None = None,
+           key: Callable[[str], str | None] = default_answer_key) -> Selection:
+    """Choose one answer among `candidates` with `strategy` (see the module docstring for each
+    strategy, the tie-break and GenSelect's fallback). `judge` is required for genselect
+    (genselect.make_judge); `key` groups equivalent answers."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+    cands = list(candidates)
+    keys, reps = group_answers([c.answer for c in cands], key)
+    counts: dict[str, int] = {}
+    for k in keys:
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+    if strategy == "greedy":
+        if not cands:
+            return Selection(strategy, None, None, "no candidates")
+        return Selection(strategy, cands[0].answer, 0, "greedy" if keys[0] else "greedy: no answer",
+                         votes={k: float(v) for k, v in counts.items()}, counts=counts,
+                         key=keys[0])
+    weighted = strategy == "weighted_vote"
+    weights = [c.weight() for c in cands] if weighted else [1.0] * len(cands)
+    if weighted and any(w < 0 or not math.isfinite(w) for w in weights):
+        raise ValueError(f"vote weights must be finite and >= 0; got {weights}")
+    vote = _vote_keys(keys, reps, weights)
+    if vote.winner_key is None:
+        reason = "no answers"
+    elif weighted:
+        reason = f"weighted {vote.top_votes:.3g}/{sum(vote.votes.values()):.3g}"
+    else:
+        reason = f"majority {vote.top_votes:g}/{len(cands)}"
+    if vote.tie:
+        reason += f", tie of {len(vote.tied)} broken by {vote.tie_break}"
+    index = keys.index(vote.winner_key) if vote.winner_key is not None else None
+    sel = Selection(strategy, vote.answer, index, reason, votes=dict(vote.votes), counts=counts,
+                    key=vote.winner_key, tie=vote.tie, tied=list(vote.tied))
+    if strategy != "genselect":
+        return sel
+    if judge is None:
+        raise ValueError("select('genselect', ...) needs a judge (genselect.make_judge)")
+    judge_keys = [None if c.truncated else k for c, k in zip(cands, keys)]
+    report = judge([c.text for c in cands], judge_keys, [c.weight() for c in cands])
+    undecided = report.reason == "tournament" and report.fallbacks == len(report.judgments)
+    if report.chosen is not None and not undecided:
+        i = report.chosen
+        why = "genselect" if report.reason == "tournament" else f"genselect: {report.reason}"
+        return replace(sel, answer=cands[i].answer, index=i, key=keys[i], reason=why,
+                       genselect=report)
+    why = "no usable judgment" if undecided else "no finished candidate has an answer"
+    return replace(sel, reason=f"fallback: {why}; {sel.reason}", fallback=True, genselect=report)
