@@ -223,8 +223,8 @@ class Selection:
 
     strategy: str  # the strategy that chose
     answer: str | None  # the chosen answer, as its candidate spelled it (None: no answer)
-    index: int | None  # the chosen candidate (None: no candidate had an answer)
-    reason: str  # "greedy", "majority 5/8", "weighted 1.9/3.2", "genselect", "fallback: ..."
+    index: int | None  # the chosen candidate (None: no candidate had an answer; greedy: 0)
+    reason: str  # "greedy", "majority 5/8", "weighted 1.9 of 3.2", "genselect", "fallback: ..."
     votes: dict[str, float] = field(default_factory=dict)  # key -> votes (weights if weighted)
     counts: dict[str, int] = field(default_factory=dict)  # key -> candidates with that answer
     key: str | None = None  # answer key of the chosen answer
@@ -266,7 +266,7 @@ def select(strategy: str, candidates: Sequence[Candidate], *, judge: Judge | Non
     if vote.winner_key is None:
         reason = "no answers"
     elif weighted:
-        reason = f"weighted {vote.top_votes:.3g}/{sum(vote.votes.values()):.3g}"
+        reason = f"weighted {vote.top_votes:.3g} of {sum(vote.votes.values()):.3g}"
     else:
         reason = f"majority {vote.top_votes:g}/{len(cands)}"
     if vote.tie:
@@ -286,5 +286,9 @@ def select(strategy: str, candidates: Sequence[Candidate], *, judge: Judge | Non
         why = "genselect" if report.reason == "tournament" else f"genselect: {report.reason}"
         return replace(sel, answer=cands[i].answer, index=i, key=keys[i], reason=why,
                        genselect=report)
-    why = "no usable judgment" if undecided else "no finished candidate has an answer"
-    return replace(sel, reason=f"fallback: {why}; {sel.reason}", fallback=True, genselect=report)
+    if sel.index is None:
+        why = "no candidate has an answer"
+    else:
+        why = ("no usable judgment" if undecided else "no finished candidate has an answer")
+        why += f"; {sel.reason}"
+    return replace(sel, reason=f"fallback: {why}", fallback=True, genselect=report)
