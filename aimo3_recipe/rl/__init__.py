@@ -1,0 +1,66 @@
+"""Stage 3, the algorithm: GRPO on answer correctness, as small pure functions.
+
+One algorithm for every backend (local torch, Tinker): the loop samples groups of rollouts,
+`rewards.score_group` grades them, `advantages.assign_advantages` centres them per group and
+drops the groups that carry no signal, `batch.make_batch` pads them, and the backend computes
+`loss.token_logprobs` + `loss.policy_loss` (or the service computes the same thing).
+
+Files (one concept each):
+- `types.py`: `Rollout` (token-exact: prompt ids, tokens, loss mask, sampler log-probs) and
+  `RolloutGroup` (one problem's G rollouts with their rewards and advantages).
+- `rewards.py`: `MathRewardFunction`, `RewardResult`, `score_group`.
+- `advantages.py`: `group_advantages`, `is_informative`, `assign_advantages`.
+- `batch.py`: `RLBatch`, `make_batch` (padded tensors for the loss).
+- `loss.py`: `policy_loss` (GRPO/DAPO clipped surrogate), `token_logprobs`.
+
+Departures from the GRPO paper (DeepSeekMath, Shao et al. 2024) and why:
+- Advantage = reward - group mean, NOT divided by the group std (`scale_by_std=False`). With
+  the +0.1 format bonus, a group that is all wrong but only partly boxed has std ~0.05, and
+  dividing by it turns a format difference into full-size advantages (format hacking). Dr.
+  GRPO (Liu et al. 2025) also drops the std for its difficulty bias. `scale_by_std=True`
+  gives the paper's (r - mean) / (std + 1e-4) with the sample std, as TRL computes it.
+- Groups whose rollouts are all correct or all incorrect are dropped from the loss and
+  counted (DAPO's dynamic sampling, without the resampling): they carry no correctness
+  signal, and the format bonus alone does not make a group informative.
+- Token-level aggregation (DAPO, Yu et al. 2025): the loss is the sum over every trained token
+  of the batch divided by their count, not a mean of per-sequence means, so long and short
+  completions weigh per token and a long wrong answer is not diluted.
+- No KL penalty by default (beta = 0, as DAPO and Dr. GRPO): with verifiable rewards the
+  reference model mostly slows learning. `beta > 0` adds the k3 estimator against reference
+  log-probs, importance-weighted by the ratio as TRL does (`use_bias_correction_kl`).
+- Clip-higher (DAPO): epsilon_low 0.2, epsilon_high 0.28, so rare tokens with positive
+  advantage can grow more before clipping (keeps entropy from collapsing).
+- Truncated importance sampling (TIS, Yao et al. 2025), optional: when the sampler (vLLM,
+  bf16) and the trainer disagree on log-probs, each token's loss is weighted by
+  min(exp(trainer_old - sampler), cap), detached.
+- Tool-output and forced tokens are masked out of the loss; only sampled tokens are trained.
+- Truncated rollouts get the incorrect reward and no format bonus (see `rewards.py`).
+"""
+
+from aimo3_recipe.rl.advantages import (
+    AdvantageStats,
+    assign_advantages,
+    group_advantages,
+    is_informative,
+)
+from aimo3_recipe.rl.batch import RLBatch, make_batch
+from aimo3_recipe.rl.loss import policy_loss, token_logprobs
+from aimo3_recipe.rl.rewards import MathRewardFunction, RewardResult, score_group
+from aimo3_recipe.rl.types import TRUNCATED_REASONS, Rollout, RolloutGroup
+
+__all__ = [
+    "TRUNCATED_REASONS",
+    "AdvantageStats",
+    "MathRewardFunction",
+    "RLBatch",
+    "RewardResult",
+    "Rollout",
+    "RolloutGroup",
+    "assign_advantages",
+    "group_advantages",
+    "is_informative",
+    "make_batch",
+    "policy_loss",
+    "score_group",
+    "token_logprobs",
+]

@@ -1,0 +1,93 @@
+"""The data RL passes around: one rollout, and one problem's group of rollouts.
+
+A `Rollout` is token-exact: `prompt_ids + tokens` is exactly the context the sampler saw (a
+TIR continuation is prompt + sampled ids + tokenised tool output, never a re-tokenised
+transcript), so the trainer's log-probs line up with `sampler_logprobs` token by token and
+`mask` says which tokens the loss may train (1 = sampled by the model, 0 = tool output or
+forced). `RolloutGroup` carries one problem's G rollouts plus what the algorithm computes
+about them (`_G`: one entry per group member), filled by `rewards.score_group` and
+`advantages.assign_advantages`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+# finish reasons of a rollout that was cut off rather than finished: "length" (token budget)
+# and "max_rounds" (the TIR loop's generate-call budget). Both get the incorrect reward.
+TRUNCATED_REASONS = frozenset({"length", "max_rounds"})
+
+
+@dataclass
+class Rollout:
+    prompt_ids: list[int]  # the rendered prompt the rollout started from
+    tokens: list[int]  # everything after the prompt: sampled tokens and tool-output tokens
+    mask: list[int]  # per token: 1 = sampled by the model (trained), 0 = tool output / forced
+    sampler_logprobs: list[float]  # per token: the sampler's log-prob (0.0 where mask is 0)
+    text: str  # the full transcript after the prompt (model text and tool output)
+    model_text: str  # what the model wrote (tool output left out): the reward grades this
+    finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
+    num_tool_calls: int = 0  # code blocks executed
+    num_tool_errors: int = 0  # code blocks that raised, timed out or crashed
+
+    def __post_init__(self) -> None:
+        # a length mismatch would silently shift every log-prob against its token
+        n = len(self.tokens)
+        if len(self.mask) != n or len(self.sampler_logprobs) != n:
+            raise ValueError(
+                f"Rollout: tokens, mask and sampler_logprobs must have one entry per token; got "
+                f"{n} tokens, {len(self.mask)} mask entries, {len(self.sampler_logprobs)} "
+                "log-probs (build it with Rollout.from_tir or pad the log-probs with 0.0)"
+            )
+
+    @property
+    def truncated(self) -> bool:
+        """Cut off before the model finished (see TRUNCATED_REASONS)."""
+        return self.finish_reason in TRUNCATED_REASONS
+
+    @property
+    def num_model_tokens(self) -> int:
+        """Tokens the model sampled (the ones the loss trains)."""
+        return sum(self.mask)
+
+    @classmethod
+    def from_tir(cls, result: Any) -> Rollout:
+        """From an `inference.tir_executor.TIRResult` (duck-typed, so this module needs no
+        inference import). Raises if the engine returned no log-probs: the loss needs them."""
+        if result.logprobs is None:
+            raise ValueError(
+                "Rollout.from_tir: the TIR result has no sampler log-probs; sample with "
+                "SamplingConfig(logprobs=True)"
+            )
+        return cls(
+            prompt_ids=list(result.prompt_ids),
+            tokens=list(result.token_ids),
+            mask=list(result.mask),
+            sampler_logprobs=list(result.logprobs),
+            text=result.text,
+            model_text=result.model_text,
+            finish_reason=result.finish_reason,
+            num_tool_calls=result.num_code_calls,
+            num_tool_errors=result.num_code_errors,
+        )
+
+
+@dataclass
+class RolloutGroup:
+    problem: str  # the problem statement (AIMO mode reads a modulus from it)
+    answer: str  # the ground-truth final answer
+    rollouts: list[Rollout]  # G rollouts of the same prompt
+    # filled by rewards.score_group
+    rewards_G: list[float] = field(default_factory=list)  # scalar reward per rollout
+    correct_G: list[bool] = field(default_factory=list)  # answer verified equal
+    boxed_G: list[bool] = field(default_factory=list)  # earned the format bonus
+    extracted_G: list[str | None] = field(default_factory=list)  # the graded answer
+    grader_status_G: list[str] = field(default_factory=list)  # ok | timeout | too_complex | error
+    # filled by advantages.assign_advantages
+    advantages_G: list[float] = field(default_factory=list)  # one per rollout (0 if dropped)
+    informative: bool = True  # correctness varies within the group (else dropped from the loss)
+
+    @property
+    def size(self) -> int:
+        return len(self.rollouts)
