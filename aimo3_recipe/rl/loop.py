@@ -1,0 +1,242 @@
+"""The GRPO loop, written once for every backend (local torch, Tinker).
+
+Each step: take `batch_size` problems in a seeded order (the same order after a resume),
+sample `group_size` rollouts of each from the current policy (TIR or CoT, token-exact),
+grade the model-written text, centre rewards per group and drop groups without correctness
+variance, then `ppo_epochs` passes of mini-batches through the backend's forward/backward and
+optimizer step, sync the sampler, log, evaluate and checkpoint. The departures from the GRPO
+paper are listed in `rl/__init__.py`. Trainer log-probs are taken at temperature 1, the raw
+distribution engines return as sampler log-probs, so ratios and the sampler gap compare like
+with like.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from collections.abc import Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from aimo3_recipe.data.records import MathRecord
+from aimo3_recipe.rl.advantages import assign_advantages
+from aimo3_recipe.rl.backend import Backend
+from aimo3_recipe.rl.batch import flatten_groups, make_batch
+from aimo3_recipe.rl.checkpoints import save_checkpoint
+from aimo3_recipe.rl.config import GRPOConfig
+from aimo3_recipe.rl.rewards import MathRewardFunction, score_group
+from aimo3_recipe.rl.rollouts import sample_groups
+from aimo3_recipe.rl.types import Rollout, RolloutGroup
+
+
+def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
+          reward_fn: MathRewardFunction, logger, run_dir: Path, *,
+          eval_problems: Sequence[MathRecord] = (), start_step: int = 0,
+          pool=None) -> list[dict[str, Any]]:
+    """Run steps start_step+1 .. cfg.num_steps; return their metrics dicts."""
+    if not problems:
+        raise ValueError("RL needs at least one training problem")
+    history = []
+    main_rank = backend.rank == 0
+    if start_step == 0 and eval_problems and main_rank:
+        logger.log(evaluate(cfg, backend, eval_problems, reward_fn, pool), 0)
+    bar = _progress(range(start_step, cfg.num_steps), initial=start_step, total=cfg.num_steps,
+                    disable=not main_rank)
+    for step in bar:
+        timer = PhaseTimer()
+        records = batch_records(problems, step, cfg.batch_size, cfg.seed,
+                                backend.rank, backend.world_size)
+        with timer("generation"):
+            groups = sample_groups(backend.sampler(), records, mode=cfg.mode,
+                                   group_size=cfg.group_size, temperature=cfg.temperature,
+                                   max_new_tokens=cfg.max_new_tokens,
+                                   max_tool_calls=cfg.max_tool_calls, seed=cfg.seed + step,
+                                   pool=pool)
+        with timer("grading"):
+            for group in groups:
+                score_group(group, reward_fn)
+        kept, adv_stats = assign_advantages(groups, scale_by_std=cfg.scale_by_std)
+        with timer("train"):
+            train_metrics = update(cfg, backend, kept)
+        with timer("weight_sync"):
+            train_metrics.update(backend.sync_sampler())
+        metrics = {**rollout_metrics(groups), **adv_stats.metrics(), **train_metrics,
+                   **timer.metrics()}
+        done = step + 1
+        due = done == cfg.num_steps or (cfg.eval_steps and done % cfg.eval_steps == 0)
+        if main_rank and eval_problems and due:
+            metrics.update(evaluate(cfg, backend, eval_problems, reward_fn, pool))
+        if main_rank:
+            logger.log(metrics, done)
+            if cfg.save_samples:
+                write_samples(run_dir / cfg.samples_filename, groups, done, cfg)
+        if done % cfg.save_steps == 0 or done == cfg.num_steps:
+            save_checkpoint(backend, run_dir / "checkpoints", done)
+        bar.set_postfix(reward=f"{metrics['reward/mean']:+.3f}",
+                        acc=f"{metrics['samples/batch_accuracy']:.2f}")
+        history.append(metrics)
+    return history
+
+
+def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup]) -> dict[str, float]:
+    """`ppo_epochs` passes over the kept rollouts in mini-batches; one optimizer step each."""
+    rollouts, advantages = flatten_groups(groups)
+    if not rollouts:  # every group was all-right or all-wrong: nothing to learn this step
+        return {"train/skipped_step": 1.0}
+    pad = backend.tokenizer.pad_token_id
+    size = cfg.mini_batch_size or len(rollouts)
+    on_policy = cfg.ppo_epochs == 1 and size >= len(rollouts)
+    # the policy the ratios are taken against: the trainer before this step's updates
+    old = None if on_policy else _row_logprobs(backend, rollouts, advantages, pad)
+    loss_kwargs = {"epsilon_low": cfg.epsilon_low, "epsilon_high": cfg.epsilon_high,
+                   "tis_cap": cfg.tis_cap or None}
+    sums: Counter[str] = Counter()
+    count = 0
+    for _epoch in range(cfg.ppo_epochs):
+        for start in range(0, len(rollouts), size):
+            idx = list(range(start, min(start + size, len(rollouts))))
+            num_tokens = sum(rollouts[i].num_model_tokens for i in idx) / backend.world_size
+            for part in _split(idx, cfg.gradient_accumulation_steps):
+                batch = make_batch([rollouts[i] for i in part], [advantages[i] for i in part], pad)
+                old_part = None if old is None else _pad_rows([old[i] for i in part],
+                                                              batch.input_ids_B_L.shape[1])
+                m = backend.forward_backward(batch, old_logprobs=old_part, num_tokens=num_tokens,
+                                             loss_kwargs=loss_kwargs)
+                sums.update(m)
+                count += 1
+            sums.update(backend.optim_step())
+    out = {k: v / count for k, v in sums.items() if k != "train/grad_norm"}
+    out["train/loss"] = sums["train/loss"]  # the parts' losses add up to the steps' loss
+    steps = cfg.ppo_epochs * -(-len(rollouts) // size)
+    out["train/grad_norm"] = sums["train/grad_norm"] / steps
+    out["train/optimizer_steps"] = float(steps)
+    return out
+
+
+def _split(idx: list[int], parts: int) -> list[list[int]]:
+    k = max(1, -(-len(idx) // parts))
+    return [idx[i:i + k] for i in range(0, len(idx), k)]
+
+
+def _row_logprobs(backend: Backend, rollouts: list[Rollout], advantages: list[float], pad: int):
+    batch = make_batch(rollouts, advantages, pad)
+    lp = backend.logprobs(batch).cpu()
+    return [lp[b, : len(r.prompt_ids) + len(r.tokens)] for b, r in enumerate(rollouts)]
+
+
+def _pad_rows(rows, length: int):
+    import torch
+
+    out = torch.zeros(len(rows), length)
+    for b, row in enumerate(rows):
+        out[b, : row.shape[0]] = row
+    return out
+
+
+def batch_records(problems: Sequence[MathRecord], step: int, batch_size: int, seed: int,
+                  rank: int = 0, world_size: int = 1) -> list[MathRecord]:
+    """This rank's problems of `step`: a seeded permutation per epoch, read in order, so the
+    same step gets the same problems after a resume; ranks take disjoint slices."""
+    n = len(problems)
+    out = []
+    start = (step * world_size + rank) * batch_size
+    for pos in range(start, start + batch_size):
+        epoch, i = divmod(pos, n)
+        order = list(range(n))
+        random.Random(seed * 100_003 + epoch).shuffle(order)
+        out.append(problems[order[i]])
+    return out
+
+
+def rollout_metrics(groups: list[RolloutGroup]) -> dict[str, float]:
+    """What the step's rollouts looked like (rewards, accuracy, format, length, tools, grader)."""
+    rewards = [x for g in groups for x in g.rewards_G]
+    rollouts = [r for g in groups for r in g.rollouts]
+    n = max(1, len(rollouts))
+    mean = sum(rewards) / max(1, len(rewards))
+    std = (sum((x - mean) ** 2 for x in rewards) / max(1, len(rewards))) ** 0.5
+    accuracy = sum(c for g in groups for c in g.correct_G) / n
+    status = Counter(s for g in groups for s in g.grader_status_G)
+    return {
+        "reward/mean": mean, "reward/std": std,
+        "samples/batch_mean_reward": mean, "samples/batch_accuracy": accuracy,
+        "rollouts/accuracy": accuracy,
+        "rollouts/boxed_rate": sum(b for g in groups for b in g.boxed_G) / n,
+        "rollouts/truncated_rate": sum(r.truncated for r in rollouts) / n,
+        "rollouts/completion_tokens": sum(r.num_model_tokens for r in rollouts) / n,
+        "rollouts/tool_calls": sum(r.num_tool_calls for r in rollouts) / n,
+        "rollouts/tool_errors": sum(r.num_tool_errors for r in rollouts) / n,
+        "grader/timeouts": float(status["timeout"]),
+        "grader/too_complex": float(status["too_complex"]),
+        "grader/errors": float(status["error"]),
+    }
+
+
+def evaluate(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
+             reward_fn: MathRewardFunction, pool=None) -> dict[str, float]:
+    """Greedy accuracy on held-out problems with the current policy."""
+    t0 = time.perf_counter()
+    groups = sample_groups(backend.sampler(), problems, mode=cfg.mode, group_size=1,
+                           temperature=0.0, max_new_tokens=cfg.max_new_tokens,
+                           max_tool_calls=cfg.max_tool_calls, pool=pool)
+    results = [reward_fn(g.rollouts[0].model_text, g.answer, truncated=g.rollouts[0].truncated,
+                         problem=g.problem) for g in groups]
+    n = max(1, len(results))
+    return {"eval/accuracy": sum(r.correct for r in results) / n,
+            "eval/boxed_rate": sum(r.boxed for r in results) / n,
+            "eval/avg_completion_length": sum(g.rollouts[0].num_model_tokens for g in groups) / n,
+            "eval/num_problems": float(len(results)),
+            "time/eval": time.perf_counter() - t0}
+
+
+def write_samples(path: Path, groups: list[RolloutGroup], step: int, cfg: GRPOConfig) -> None:
+    """Append a seeded `sample_save_rate` fraction of the step's rollouts (at least one)."""
+    rng = random.Random(cfg.seed * 7919 + step)
+    flat = [(g, i) for g in groups for i in range(g.size)]
+    chosen = [x for x in flat if rng.random() < cfg.sample_save_rate] or [rng.choice(flat)]
+    with Path(path).open("a") as f:
+        for g, i in chosen:
+            r = g.rollouts[i]
+            f.write(json.dumps({
+                "step": step, "prompt": g.problem, "completion": r.text,
+                "model_text": r.model_text, "reward": g.rewards_G[i],
+                "advantage": g.advantages_G[i], "correct": g.correct_G[i],
+                "extracted_answer": g.extracted_G[i], "ground_truth": g.answer,
+                "grader_status": g.grader_status_G[i], "finish_reason": r.finish_reason,
+                "tool_calls": r.num_tool_calls, "tool_errors": r.num_tool_errors,
+                "num_tokens": r.num_model_tokens, "group_informative": g.informative}) + "\n")
+
+
+class PhaseTimer:
+    """Seconds per named phase of a step: `with timer("generation"): ...`."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def metrics(self) -> dict[str, float]:
+        out = {f"time/{k}": v for k, v in self.seconds.items()}
+        out["time/step"] = time.perf_counter() - self.start
+        return out
+
+
+def _progress(iterable, *, initial: int, total: int, disable: bool):
+    import os
+    import sys
+
+    from tqdm.auto import tqdm
+
+    quiet = not (sys.stderr.isatty() or os.environ.get("AIMO3_PROGRESS") == "1")
+    return tqdm(iterable, desc="RL", initial=initial, total=total, disable=disable or quiet,
+                dynamic_ncols=True)

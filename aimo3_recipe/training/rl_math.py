@@ -1,0 +1,204 @@
+"""Stage 3, RL on answer correctness (GRPO): `python -m aimo3_recipe.training.train --stage rl`.
+
+The seed's API: `RLMathTrainer(RLMathConfig(...), MathRewardFunction(...)).train(dataset)`.
+This file only assembles things: the model (peft LoRA or full), the local backend
+(rl/local_backend.py), the data, the logger; the algorithm is `rl.loop.train`, the same loop
+the Tinker backend runs. Rollouts use the transformers engine sharing the live model, or vLLM
+(`use_vllm`) with the new weights pushed in after every step.
+
+Outputs in `output_dir`: config.json, metrics.jsonl, samples.jsonl (with `save_samples`),
+checkpoints/step-N/ (rerunning the same command resumes from the newest, with the same data
+order), adapter/ (LoRA), model/ (merged: what evaluate, the engines and the next stage read).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aimo3_recipe.data.records import MathRecord
+from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.rl.config import GRPOConfig
+from aimo3_recipe.rl.rewards import MathRewardFunction
+from aimo3_recipe.utils.notice import notice
+
+__all__ = ["MathRewardFunction", "RLMathConfig", "RLMathTrainer", "main"]
+
+
+@dataclass
+class RLMathConfig(GRPOConfig):
+    """The local RL stage: the algorithm's settings (GRPOConfig) plus where and how to train."""
+
+    model_name_or_path: str = "default"  # the policy to start from (SFT output, hub id, 'default')
+    output_dir: str = "./outputs/rl"  # this stage's folder
+    dataset: str | None = None  # training problems (None: the offline generator)
+    max_samples: int | None = None  # cap on training problems
+    eval_dataset: str | None = None  # held-out problems (None: generated ones never trained on)
+    use_lora: bool = True  # train a LoRA adapter (merged into model/ at the end)
+    lora_rank: int = 64  # LoRA rank
+    lora_alpha: int = 128  # LoRA alpha
+    device_map: str = "auto"  # auto | cpu | cuda | mps
+    torch_dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the trainer's)
+    use_vllm: bool | str = False  # rollouts on vLLM (true), transformers (false) or auto
+    report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
+    resume: bool = True  # continue from the newest checkpoint in output_dir
+
+
+def _as_records(dataset: Any) -> list[MathRecord]:
+    """MathRecords from a list of records / dicts / a datasets.Dataset; rows without a problem
+    or an answer are skipped and counted."""
+    out, skipped = [], 0
+    for row in dataset:
+        if isinstance(row, MathRecord):
+            rec = row
+        else:
+            row = dict(row)
+            rec = MathRecord(problem=str(row.get("problem") or row.get("question") or ""),
+                             solution=str(row.get("solution") or ""),
+                             answer=str(row.get("answer") or ""), source="user")
+        if rec.problem and str(rec.answer).strip():
+            out.append(rec)
+        else:
+            skipped += 1
+    if skipped:
+        notice(f"RL data: skipped {skipped} rows without a problem or an answer")
+    return out
+
+
+def _load(name: str | None, max_samples: int | None, seed: int) -> list[MathRecord]:
+    from aimo3_recipe.training.sft_data import SYNTHETIC, load_records
+
+    return _as_records(load_records(name or SYNTHETIC, max_samples, seed))
+
+
+def held_out(train: Sequence[MathRecord], n: int, seed: int) -> list[MathRecord]:
+    """`n` generated problems that are not in `train` (another seed, exact texts excluded)."""
+    from aimo3_recipe.data.synthetic import generate_synthetic
+
+    seen = {r.problem for r in train}
+    pool = generate_synthetic(n * 2 + 16, seed=seed + 10_007)
+    return [r for r in pool if r.problem not in seen][:n]
+
+
+class RLMathTrainer:
+    def __init__(self, config: RLMathConfig, reward_fn: MathRewardFunction | None = None):
+        self.config = config
+        self.reward_fn = reward_fn or MathRewardFunction(
+            correct_reward=config.correct_reward, incorrect_reward=config.incorrect_reward,
+            format_reward=config.format_reward)
+
+    def train(self, dataset: Iterable[Any] | None = None,
+              eval_dataset: Iterable[Any] | None = None) -> Path:
+        """Run RL; returns the final model folder (`<output_dir>/model`)."""
+        from aimo3_recipe.models import LoraSettings, load_model, load_tokenizer, resolve_model_path
+        from aimo3_recipe.rl.checkpoints import latest_checkpoint, trim_jsonl
+        from aimo3_recipe.rl.local_backend import LocalBackend
+        from aimo3_recipe.rl.loop import train
+        from aimo3_recipe.utils.ml_log import MetricsLogger
+
+        cfg = self.config
+        run = Path(cfg.output_dir)
+        problems = (_as_records(dataset) if dataset is not None
+                    else _load(cfg.dataset, cfg.max_samples, cfg.seed))
+        if not problems:
+            raise ConfigError("RL has no training problems with answers; check --dataset")
+        if eval_dataset is not None:
+            evals = _as_records(eval_dataset)
+        elif cfg.eval_dataset:
+            evals = _load(cfg.eval_dataset, cfg.eval_samples, cfg.seed)
+        else:
+            evals = held_out(problems, cfg.eval_samples, cfg.seed) if cfg.eval_samples else []
+        tokenizer = load_tokenizer(cfg.model_name_or_path)
+        lora = LoraSettings(r=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=0.0) \
+            if cfg.use_lora else None  # no dropout: trainer and sampler must be one policy
+        model = load_model(cfg.model_name_or_path, device=cfg.device_map, dtype=cfg.torch_dtype,
+                           lora=lora)
+        vllm = None
+        if cfg.use_vllm not in (False, "false", "False", "0"):
+            from aimo3_recipe.inference.engine import make_engine
+            from aimo3_recipe.inference.hf_engine import HFEngine
+
+            engine = make_engine(resolve_model_path(cfg.model_name_or_path), cfg.use_vllm,
+                                 seed=cfg.seed, max_model_len=4096)
+            vllm = None if isinstance(engine, HFEngine) else engine
+        backend = LocalBackend(model, tokenizer, learning_rate=cfg.learning_rate,
+                               max_grad_norm=cfg.max_grad_norm, vllm_engine=vllm)
+        start = 0
+        found = latest_checkpoint(run / "checkpoints") if cfg.resume else None
+        if found:
+            path, start = found
+            backend.load(path)
+            for log in ("metrics.jsonl", cfg.samples_filename):
+                trim_jsonl(run / log, start)
+            notice(f"RL resumes from {path} (step {start} of {cfg.num_steps})")
+        logger = MetricsLogger(run, cfg.report_to, resume=start > 0,
+                               config={"rl": cfg, "num_problems": len(problems),
+                                       "num_eval_problems": len(evals)})
+        try:
+            train(cfg, backend, problems, self.reward_fn, logger, run, eval_problems=evals,
+                  start_step=start)
+        finally:
+            logger.close()
+        return save_policy(backend, tokenizer, run)
+
+
+def save_policy(backend, tokenizer, run: Path) -> Path:
+    """adapter/ (LoRA) and model/ (merged plain folder) from the trained policy."""
+    from aimo3_recipe.rl.local_backend import merged_state_dict
+
+    model = backend.policy
+    if backend.rank != 0:
+        return run / "model"
+    if hasattr(model, "merge_adapter"):
+        model.save_pretrained(run / "adapter")
+        tokenizer.save_pretrained(run / "adapter")
+        base = model.get_base_model()
+        base.save_pretrained(run / "model", state_dict=merged_state_dict(model))
+    else:
+        model.save_pretrained(run / "model")
+    tokenizer.save_pretrained(run / "model")
+    return run / "model"
+
+
+def starting_model(config) -> str:
+    """--base-model if given; else the TIR (then CoT) stage's model in --output-dir."""
+    from aimo3_recipe.training.checkpoint import stage_dirs
+    from aimo3_recipe.training.config import TrainConfig
+
+    if config.base_model != TrainConfig.base_model:
+        return config.base_model
+    for stage in ("tir", "cot"):
+        model = stage_dirs(config.output_dir, stage)["model"]
+        if (model / "config.json").is_file():
+            notice(f"RL starts from the {stage.upper()} model {model} (--base-model changes it)")
+            return str(model)
+    return config.base_model
+
+
+def rl_config(config) -> RLMathConfig:
+    """The RL stage's config from train.py's TrainConfig (one field each, renamed where the
+    SFT stages use the plain name)."""
+    from aimo3_recipe.training.checkpoint import stage_dirs
+
+    renamed = {"learning_rate": "rl_learning_rate", "batch_size": "rl_batch_size",
+               "num_steps": "rl_steps", "mode": "rl_mode",
+               "model_name_or_path": None, "output_dir": None, "device_map": "device",
+               "torch_dtype": "dtype", "eval_dataset": None}
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(RLMathConfig):
+        src = renamed.get(f.name, f.name)
+        if src is not None and hasattr(config, src):
+            kwargs[f.name] = getattr(config, src)
+    if getattr(config, "max_steps", -1) > 0:
+        kwargs["num_steps"] = config.max_steps
+    kwargs["model_name_or_path"] = starting_model(config)
+    kwargs["output_dir"] = str(stage_dirs(config.output_dir, "rl")["root"])
+    return RLMathConfig(**kwargs)
+
+
+def main(config) -> Path:
+    """`train.py --stage rl`: returns the trained model folder (`<output_dir>/rl/model`)."""
+    return RLMathTrainer(rl_config(config)).train()
