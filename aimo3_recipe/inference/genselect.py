@@ -53,8 +53,8 @@ def build_genselect_prompt(problem: str, solutions: Sequence[str], max_chars: in
     return "\n\n".join(parts)
 
 
-_JUDGMENT_RE = re.compile(r"judg(?:e)?ment\s*[:=]?\s*\**\s*(?:solution\s*)?#?(\d+)", re.I)
-_BOXED_INT_RE = re.compile(r"\\boxed\{\s*(?:solution\s*)?(\d+)\s*\}", re.I)
+_JUDGMENT_RE = re.compile(r"judg(?:e)?ment\s*[:=]?\s*\**\s*(?:solution\s*)?#?(\d+)", re.IGNORECASE)
+_BOXED_INT_RE = re.compile(r"\\boxed\{\s*(?:solution\s*)?(\d+)\s*\}", re.IGNORECASE)
 
 
 def parse_selection(text: str, num_candidates: int) -> int | None:
