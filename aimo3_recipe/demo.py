@@ -24,7 +24,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from aimo3_recipe.data.synthetic import generate_synthetic
-    from aimo3_recipe.evaluation.answer_extraction import verify_answer
+    from aimo3_recipe.grader import verify_answer
     from aimo3_recipe.inference.generate import GenerationConfig, MathGenerator
 
     t0 = time.time()

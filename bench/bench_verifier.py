@@ -28,7 +28,7 @@ def load_cases(path: Path) -> list[dict]:
 
 
 def ours_grade(case: dict) -> bool:
-    from aimo3_recipe.evaluation.answer_extraction import extract_answer, verify_answer
+    from aimo3_recipe.grader import extract_answer, verify_answer
 
     pred = extract_answer(case["pred"]) if case["mode"] == "completion" else case["pred"]
     ref = extract_answer(case["ref"]) if case["ref_mode"] == "completion" else case["ref"]
@@ -86,7 +86,7 @@ def main() -> None:
     logging.getLogger("math_verify").setLevel(logging.CRITICAL)
     cases = load_cases(Path(args.cases))
 
-    from aimo3_recipe.evaluation.answer_extraction import verifier_stats, warm_up
+    from aimo3_recipe.grader import warm_up
 
     t0 = time.perf_counter()
     warm_up(1)
@@ -105,7 +105,6 @@ def main() -> None:
     print(
         f"speed ratio (ours / math-verify): {ratio:.1f}x   (our worker start-up, once: {startup:.2f} s)"
     )
-    print(f"our verifier stats: {verifier_stats()}")
     by_source: dict[str, list[int]] = {}
     for c, a, b in zip(cases, results[0]["verdicts"], results[1]["verdicts"]):
         src = c["source"].split("/")[0]

@@ -22,7 +22,7 @@ def greedy_accuracy(model_path: str, records, batch_size: int, max_new_tokens: i
     import torch
 
     from aimo3_recipe.data.renderers import encode_prompt, render_prompt
-    from aimo3_recipe.evaluation.answer_extraction import grade
+    from aimo3_recipe.grader import grade
     from aimo3_recipe.models import load_model, load_tokenizer
 
     model = load_model(model_path, device="cpu").eval()

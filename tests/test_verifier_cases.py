@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from aimo3_recipe.evaluation.answer_extraction import answer_key, verify_answer
+from aimo3_recipe.grader import answer_key, verify_answer
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))

@@ -40,7 +40,7 @@ from typing import Any
 from aimo3_recipe.config import add_dataclass_args, config_from_args
 from aimo3_recipe.evaluation.benchmarks import Benchmark, EvalProblem, get_benchmark, load_problems
 from aimo3_recipe.evaluation.config import STRATEGIES, EvalConfig
-from aimo3_recipe.evaluation.metrics import summarize
+from aimo3_recipe.evaluation.metrics import grader_status_counts, summarize
 from aimo3_recipe.evaluation.sample_store import SampleStore
 from aimo3_recipe.exceptions import Aimo3Error, ConfigError
 from aimo3_recipe.inference.engine import Completion, Engine, SamplingConfig
@@ -125,7 +125,7 @@ def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingC
 def grade_record(problem: EvalProblem, completion: Completion, tir: dict | None, *,
                  aimo: bool, timeout: float) -> dict[str, Any]:
     """One samples.jsonl record: the completion, its extracted answer and the verdict."""
-    from aimo3_recipe.evaluation.answer_extraction import answer_key, grade
+    from aimo3_recipe.grader import answer_key, grade
 
     g = grade(completion.text, problem.answer, aimo=aimo, problem=problem.problem,
               timeout=timeout)
@@ -138,7 +138,7 @@ def grade_record(problem: EvalProblem, completion: Completion, tir: dict | None,
         "mean_logprob": mean_lp if mean_lp is None or math.isfinite(mean_lp) else None,
         "extracted_answer": g.extracted,
         "answer_key": answer_key(g.extracted),
-        "correct": bool(g.correct), "boxed": bool(g.boxed), "grade_timed_out": bool(g.timed_out),
+        "correct": bool(g.correct), "boxed": bool(g.boxed), "grade_status": g.status,
         "tir": tir,
     }
 
@@ -170,7 +170,7 @@ def regrade(store: SampleStore, problems: list[EvalProblem], bench: Benchmark,
             timeout: float) -> int:
     """Grade every stored completion again with the current grader (verdicts are stored, so a
     better grader otherwise needs a fresh run); returns how many verdicts changed."""
-    from aimo3_recipe.evaluation.answer_extraction import answer_key, grade
+    from aimo3_recipe.grader import answer_key, grade
 
     changed = 0
     for prob in problems:
@@ -181,7 +181,7 @@ def regrade(store: SampleStore, problems: list[EvalProblem], bench: Benchmark,
                 changed += bool(g.correct) != rec["correct"]
                 rec.update(extracted_answer=g.extracted, answer_key=answer_key(g.extracted),
                            correct=bool(g.correct), boxed=bool(g.boxed),
-                           grade_timed_out=bool(g.timed_out))
+                           grade_status=g.status)
         for sel in store.get("selection", prob.index):
             if sel["chosen_index"] is not None:
                 chosen = store.get("sampled", prob.index)[sel["chosen_index"]]
@@ -315,7 +315,7 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
     the results dict also written to `results.json`."""
     # imported before any engine starts, so a broken install fails in seconds, not minutes
     from aimo3_recipe.data import renderers  # noqa: F401
-    from aimo3_recipe.evaluation import answer_extraction  # noqa: F401
+    from aimo3_recipe import grader  # noqa: F401
     from aimo3_recipe.evaluation.report import write_report
 
     validate(config)
@@ -358,6 +358,9 @@ def main(config: EvalConfig, *, engine: Engine | None = None) -> dict[str, Any]:
                       "max_tokens": config.max_new_tokens or bench.max_tokens},
         "strategy": config.strategy,
         "metrics": summary,
+        # verdicts by grader status over every graded completion (greedy and sampled)
+        "grader": grader_status_counts(
+            [r for row in rows for r in ([row["greedy"]] if row["greedy"] else []) + row["samples"]]),
         "config": _jsonable(config),
         "timing": _timing(rows, state, t_start, t_load),
         "resume": {"samples_resumed": store.num_resumed, "samples_generated": state.num_new,

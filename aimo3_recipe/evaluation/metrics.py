@@ -185,7 +185,25 @@ def _natural_key(s: str) -> tuple:
 # -- aggregation over stored samples -----------------------------------------------------------
 # A "problem row" is a dict: {"subject", "level", "greedy": record | None, "samples": [record],
 # "chosen_correct": bool | None}; a record is one line of samples.jsonl (keys used here:
-# correct, answer_key, num_tokens, finish_reason, boxed, grade_timed_out, tir).
+# correct, answer_key, num_tokens, finish_reason, boxed, grade_status, tir).
+
+GRADER_STATUSES = ("ok", "timeout", "too_complex", "error")  # as aimo3_recipe.grader.STATUSES
+
+
+def grade_status(record: dict) -> str:
+    """The grader's status of a stored verdict (records written before statuses existed only
+    say whether the comparison timed out)."""
+    return record.get("grade_status") or ("timeout" if record.get("grade_timed_out") else "ok")
+
+
+def grader_status_counts(records: Sequence[dict]) -> dict[str, int]:
+    """How many verdicts had each grader status (ok, timeout, too_complex, error): every
+    status but ok is a "wrong" that may not be a real wrong answer."""
+    counts = dict.fromkeys(GRADER_STATUSES, 0)
+    for r in records:
+        status = grade_status(r)
+        counts[status] = counts.get(status, 0) + 1
+    return counts
 
 
 def completion_stats(records: Sequence[dict]) -> dict[str, float]:
@@ -197,7 +215,9 @@ def completion_stats(records: Sequence[dict]) -> dict[str, float]:
         "truncation_rate": rate([r.get("finish_reason") == "length" for r in records]),
         "avg_completion_tokens": float(np.mean([r.get("num_tokens", 0) for r in records]))
         if records else 0.0,
-        "grader_timeouts": sum(bool(r.get("grade_timed_out")) for r in records),
+        "grader_timeouts": sum(grade_status(r) == "timeout" for r in records),
+        "grader_too_complex": sum(grade_status(r) == "too_complex" for r in records),
+        "grader_errors": sum(grade_status(r) == "error" for r in records),
     }
     tir = [r["tir"] for r in records if r.get("tir")]
     if tir:

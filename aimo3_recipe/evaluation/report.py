@@ -77,6 +77,8 @@ def _diagnostics(m: dict) -> list[str]:
             ("truncation_rate", "truncated at max tokens", True),
             ("avg_completion_tokens", "avg completion tokens", False),
             ("grader_timeouts", "grader timeouts", False),
+            ("grader_too_complex", "grader refused (too complex)", False),
+            ("grader_errors", "grader errors", False),
             ("tir/code_calls_per_completion", "code calls / completion", False),
             ("tir/error_rate", "code error rate", True), ("tir/code_timeouts", "code timeouts", False)]
     passes = [(name, m[name]) for name in ("greedy", "sampled") if name in m]
@@ -137,6 +139,11 @@ def render_markdown(results: dict, plot_name: str | None = PLOT_NAME) -> str:
     diag = _diagnostics(m)
     if diag:
         lines += ["## Format, length and tool use", ""] + diag + [""]
+    g = results.get("grader")
+    if g:
+        lines += [(f"Grader: {sum(g.values())} verdicts; {g.get('timeout', 0)} timed out, "
+                   f"{g.get('too_complex', 0)} refused as too complex, {g.get('error', 0)} "
+                   "errors (each counted as wrong)."), ""]
     for field in ("subject", "level"):
         if f"by_{field}" in m:
             lines += _breakdown(field, m[f"by_{field}"])

@@ -116,7 +116,7 @@ class SolveResult:
 
 def extract(text: str) -> str | None:
     """Final answer of a completion, by the verifier's extractor."""
-    from aimo3_recipe.evaluation.answer_extraction import extract_answer
+    from aimo3_recipe.grader import extract_answer
 
     return extract_answer(text)
 

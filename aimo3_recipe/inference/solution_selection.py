@@ -4,7 +4,7 @@ small pure voting functions under it (majority vote SC@N, weighted vote, early s
 No model and no I/O here: GenSelect's model call comes in as a `judge` callable
 (genselect.make_judge), and every candidate carries its answer already extracted.
 
-Answers are grouped by an equivalence key (`answer_key` from evaluation.verifier, so "1/2",
+Answers are grouped by an equivalence key (`answer_key` from the grader, so "1/2",
 "0.5" and "\\frac{1}{2}" are one vote); a `None` answer (no answer found in the completion)
 never votes. Ties are broken deterministically by the answer seen first in sample order, and
 every result says whether a tie happened and which answers were tied, so a reader can tell a
@@ -44,7 +44,7 @@ def default_answer_key(answer: str) -> str | None:
     """Equivalence key of an answer: the verifier's `answer_key` (exact rationals, LaTeX
     cleaning; None when nothing is left), else a light whitespace/`$` normalisation."""
     try:
-        from aimo3_recipe.evaluation.verifier import answer_key
+        from aimo3_recipe.grader import answer_key
     except ImportError:  # the verifier is optional at import time (a partial install)
         key = " ".join(answer.replace("$", "").split()).rstrip(".")
         return key or None

@@ -6,8 +6,9 @@ short expressions (`2\\sqrt3`, `\\frac{\\pi}{4}`, `x^2+2x+1`, `\\sin^2 x`); this
 those itself and compares them by evaluation at 60 digits (constants) or at fixed random
 points (expressions with variables).
 
-It only decides when the evidence is overwhelming: equal to 1e-45 relative (constants) or at
-every test point, or different by more than 1e-8. Anything it does not fully understand
+It only decides when the evidence is overwhelming (tolerances and rounding rules:
+`tolerance.py`): equal to 40 digits (constants) or at every test point, or different by more
+than 1e-8. Anything it does not fully understand
 (ambiguous notation such as `\\sin 2x`, `x^23`, `i`, sums, integrals), and anything in
 between, returns None and goes to the sympy worker. Sizes are capped, so it cannot hang.
 """
@@ -20,7 +21,16 @@ from collections.abc import Callable
 
 from mpmath.ctx_mp import MPContext
 
-_DPS = 60
+from aimo3_recipe.grader.tolerance import (
+    DIFFERENT_REL_TOL,
+    EQUAL_REL_TOL,
+    POINT_EQUAL_REL_TOL,
+    TEST_POINTS,
+    WORKING_DIGITS,
+    half_unit,
+    rounding_rule,
+)
+
 _LOCAL = threading.local()
 
 
@@ -29,14 +39,10 @@ def _ctx() -> MPContext:
     c = getattr(_LOCAL, "ctx", None)
     if c is None:
         c = MPContext()
-        c.dps = _DPS
+        c.dps = WORKING_DIGITS
         _LOCAL.ctx = c
     return c
 
-
-_EQ_TOL = "1e-45"  # equal: agreement to 45 of 60 digits
-_NE_TOL = "1e-8"  # different: disagreement beyond rounding of any kind
-_POINTS = ("0.7316829", "1.3913517", "-0.5527731", "2.2360679", "-1.7019431", "0.3183098")
 
 
 class Unsupported(Exception):
@@ -387,17 +393,19 @@ def _rel(a, b):
 
 
 def _rounds_to(exact, decimals: int, written) -> bool:
+    """Whether the decimal literal `written` is `exact` rounded to `decimals` places."""
     c = _ctx()
     if isinstance(exact, c.mpc) and exact.imag != 0:
         return False
-    return abs(exact - written) <= c.mpf(10) ** (-decimals) / 2 * (1 + c.mpf("1e-9"))
+    half = half_unit(decimals, numeric=True)
+    return abs(exact - written) <= c.mpf(half.numerator) / half.denominator
 
 
 def _points(names: list[str]):
     c = _ctx()
-    for k in range(len(_POINTS)):
+    for k in range(len(TEST_POINTS)):
         yield {
-            n: c.mpf(_POINTS[(k + j) % len(_POINTS)]) + j * c.mpf("0.0131")
+            n: c.mpf(TEST_POINTS[(k + j) % len(TEST_POINTS)]) + j * c.mpf("0.0131")
             for j, n in enumerate(names)
         }
 
@@ -415,22 +423,23 @@ _ERRORS = (
 
 def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = None) -> bool | None:
     """True / False when certain, None when sympy must decide. `a` is the prediction; `*_dec`:
-    decimal places when that side is a decimal literal (rounding rules as in `verifier`)."""
+    decimal places when that side is a decimal literal (`tolerance.rounding_rule`)."""
     try:
         fa, va, ba = _compile(a)
         fb, vb, bb = _compile(b)
         c = _ctx()
-        eq_tol, ne_tol = c.mpf(_EQ_TOL), c.mpf(_NE_TOL)
+        eq_tol, ne_tol = c.mpf(EQUAL_REL_TOL), c.mpf(DIFFERENT_REL_TOL)
+        point_tol = c.mpf(POINT_EQUAL_REL_TOL)
         names = sorted(va | vb)
         if not names:
             x, y = _value(fa, {}), _value(fb, {})
             d = _rel(x, y)
             if d <= eq_tol:
                 return True
-            if b_dec is not None and b_dec >= 2 and a_dec is None:
-                return _rounds_to(x, b_dec, y)
-            if a_dec is not None and a_dec >= 3 and b_dec is None:
-                return _rounds_to(y, a_dec, x)
+            rule = rounding_rule(a_dec, b_dec)
+            if rule is not None:
+                side, places = rule
+                return _rounds_to(x, places, y) if side == "ref" else _rounds_to(y, places, x)
             return False if d > ne_tol else None
         agree, branch_issue = 0, False
         for env in _points(names):
@@ -444,7 +453,7 @@ def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = Non
                     return False
                 branch_issue = True  # e.g. x^{2/3} vs (cbrt x)^2 at x < 0: let sympy decide
                 continue
-            if d > eq_tol:
+            if d > point_tol:
                 return None
             agree += 1
         if branch_issue:
@@ -480,8 +489,8 @@ def fast_relation_equal(a: tuple[str, str], b: tuple[str, str]) -> bool | None:
         if len(ratios) < 3:
             return None
         spread = max(_rel(r, ratios[0]) for r in ratios)
-        if spread <= c.mpf(_EQ_TOL):
+        if spread <= c.mpf(POINT_EQUAL_REL_TOL):
             return True
-        return False if spread > c.mpf(_NE_TOL) else None
+        return False if spread > c.mpf(DIFFERENT_REL_TOL) else None
     except _ERRORS:
         return None

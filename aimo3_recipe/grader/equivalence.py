@@ -12,10 +12,15 @@ Order of checks (cheapest first; most benchmark answers never reach sympy):
    parse (`fast_eval`), and only when that is unsure sympy in a worker process (`worker_pool`)
    under a hard deadline.
 
+Every comparison also reports a status (`compare` -> (equal, status)): "ok", or why a "not
+equal" may not be a real answer: "timeout" (the deadline passed), "too_complex" (refused by the
+complexity guard), "error" (the sympy worker crashed or could not start). The status belongs to
+the call, so threads and processes never mix their counts.
+
 A false positive is worse than a false negative (an RL reward for a wrong answer teaches the
 model to be wrong), so ambiguous cases are "not equal": a decimal matches an exact value only
 when it is that value rounded to >= 3 places (or the reference itself is the rounded decimal),
-a set never equals a tuple, `(1,2)` never equals `[1,2]`.
+a set never equals a tuple, `(1,2)` never equals `[1,2]` (rounding rules: `tolerance.py`).
 """
 
 from __future__ import annotations
@@ -23,11 +28,9 @@ from __future__ import annotations
 import re
 import threading
 import time
-from dataclasses import dataclass, field
-from fractions import Fraction
 
-from aimo3_recipe.evaluation.fast_eval import fast_equal, fast_relation_equal
-from aimo3_recipe.evaluation.normalize import (
+from aimo3_recipe.grader.fast_eval import fast_equal, fast_relation_equal
+from aimo3_recipe.grader.normalize import (
     MAX_ANSWER_CHARS,
     Number,
     clean_latex,
@@ -35,58 +38,42 @@ from aimo3_recipe.evaluation.normalize import (
     format_fraction,
     parse_number,
 )
-from aimo3_recipe.evaluation.structure import (
+from aimo3_recipe.grader.structure import (
     Node,
     as_interval,
     drop_lhs,
     parse_structure,
     strip_list_lhs,
 )
+from aimo3_recipe.grader.tolerance import rounded_equal
 
 MAX_SYMPY_CHARS = 400  # atoms longer than this are compared as strings only
 
 
-# ---------------------------------------------------------------- statistics
-
-
-@dataclass
-class _Stats:
-    calls: int = 0  # verify calls
-    sympy_calls: int = 0  # atom comparisons sent to the worker process
-    timeouts: int = 0  # worker calls killed at the deadline (verdict: not equal)
-    refused: int = 0  # atoms refused by the complexity guard (verdict: not equal)
-    worker_errors: int = 0  # worker crashes / start failures (verdict: not equal)
-    errors: int = 0  # unexpected exceptions inside the grader (verdict: not equal)
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-
-    def add(self, name: str, n: int = 1) -> None:
-        with self.lock:
-            setattr(self, name, getattr(self, name) + n)
-
-
-STATS = _Stats()
-
-
-def verifier_stats(reset: bool = False) -> dict[str, int]:
-    """Counters since start (or the last reset) for this process: calls, sympy_calls,
-    timeouts, refused, worker_errors, errors. Timeouts are counted here, never raised."""
-    with STATS.lock:
-        out = {
-            k: getattr(STATS, k)
-            for k in ("calls", "sympy_calls", "timeouts", "refused", "worker_errors", "errors")
-        }
-        if reset:
-            for k in out:
-                setattr(STATS, k, 0)
-    return out
+STATUSES = ("ok", "timeout", "too_complex", "error")
 
 
 class _Ctx:
-    """Per-call deadline and outcome flags."""
+    """Per-call deadline and what went wrong on the way (each makes a False verdict unsure)."""
 
     def __init__(self, timeout: float) -> None:
         self.deadline = time.monotonic() + timeout
-        self.timed_out = False
+        self.timed_out = False  # a sympy call or the set matching hit the deadline
+        self.refused = False  # an atom was refused by the complexity guard
+        self.worker_error = False  # the sympy worker crashed or could not start
+
+    def status(self, equal: bool) -> str:
+        """"ok" for a True verdict (it stands whatever else happened), else the first reason
+        the False verdict is unsure: timeout, too_complex, error."""
+        if equal:
+            return "ok"
+        if self.timed_out:
+            return "timeout"
+        if self.refused:
+            return "too_complex"
+        if self.worker_error:
+            return "error"
+        return "ok"
 
 
 # ---------------------------------------------------------------- comparison
@@ -262,30 +249,11 @@ def too_complex(s: str) -> bool:
 
 
 def numbers_equal(p: Number, r: Number) -> bool:
-    """Exact comparison with the rounding and percent rules of the module docstring."""
-    pv, rv = p.value, r.value
-    cands_p = [pv] + ([pv * 100] if p.percent and not r.percent else [])
-    cands_r = [rv] + ([rv * 100] if r.percent and not p.percent else [])
-    for a in cands_p:
-        for b in cands_r:
-            if a == b:
-                return True
-            if (
-                r.decimals is not None
-                and r.decimals >= 2
-                and (p.decimals is None or p.decimals > r.decimals)
-            ):
-                if abs(a - b) <= Fraction(1, 2 * 10**r.decimals):
-                    return True  # the reference is a rounded value of the prediction
-            if (
-                p.decimals is not None
-                and p.decimals >= 3
-                and r.decimals is None
-                and b.denominator != 1
-            ):
-                if abs(a - b) < Fraction(1, 2 * 10**p.decimals):
-                    return True  # the prediction is the exact value rounded
-    return False
+    """Exact comparison under the rounding rules of `tolerance.py`; a percent sign on one side
+    only also matches the value times 100 (`50\\%` is `0.5` and `50`, as MATH grades it)."""
+    cands_p = [p.value] + ([p.value * 100] if p.percent and not r.percent else [])
+    cands_r = [r.value] + ([r.value * 100] if r.percent and not p.percent else [])
+    return any(rounded_equal(a, p.decimals, b, r.decimals) for a in cands_p for b in cands_r)
 
 
 def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
@@ -313,7 +281,7 @@ def atoms_equal(p: str, r: str, ctx: _Ctx) -> bool:
             and atoms_equal(body1, body2, ctx)
         )
     if too_complex(p) or too_complex(r):
-        STATS.add("refused")
+        ctx.refused = True
         return False
     p_dec = np_.decimals if np_ is not None else None
     r_dec = nr.decimals if nr is not None else None
@@ -339,10 +307,10 @@ _CACHE_MAX = 50_000
 
 
 def _sympy(req: dict, ctx: _Ctx) -> dict:
-    """Ask the worker; cached; timeouts and crashes become {} (not equal) and are counted."""
+    """Ask the worker; cached; timeouts and crashes become {} (not equal), flagged on `ctx`."""
     import json
 
-    from aimo3_recipe.evaluation.worker_pool import WorkerTimeout, get_pool
+    from aimo3_recipe.grader.worker_pool import WorkerTimeout, get_pool
 
     key = json.dumps(req, sort_keys=True)
     with _CACHE_LOCK:
@@ -352,17 +320,14 @@ def _sympy(req: dict, ctx: _Ctx) -> dict:
     left = ctx.deadline - time.monotonic()
     if left <= 0:
         ctx.timed_out = True
-        STATS.add("timeouts")
         return {}
-    STATS.add("sympy_calls")
     try:
         reply = get_pool().call(req, left)
     except WorkerTimeout:
         ctx.timed_out = True
-        STATS.add("timeouts")
         return {}
     except Exception:
-        STATS.add("worker_errors")
+        ctx.worker_error = True
         return {}
     with _CACHE_LOCK:
         if len(_CACHE) >= _CACHE_MAX:
@@ -374,29 +339,30 @@ def _sympy(req: dict, ctx: _Ctx) -> dict:
 # ---------------------------------------------------------------- entry points
 
 
-def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, bool]:
-    """(equal, timed_out) for a raw predicted answer and a raw reference answer."""
-    STATS.add("calls")
+def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, str]:
+    """(equal, status) for a raw predicted answer and a raw reference answer; status is one of
+    STATUSES (see the module docstring)."""
     ctx = _Ctx(timeout)
     if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS:
-        return compact(pred) == compact(ref), False
+        equal = compact(pred) == compact(ref)
+        return equal, "ok" if equal else "too_complex"
     p, r = clean_latex(pred), clean_latex(ref)
     if not p or not r:
-        return False, False
+        return False, "ok"
     if compact(p) == compact(r):
-        return True, False
+        return True, "ok"
     mr = _CHOICE.fullmatch(r)
     if mr:
         mp = _CHOICE_PRED.fullmatch(p)
         letter = (mp.group(1) or mp.group(2)).upper() if mp else None
         if mp and re.search(r"(?<![A-Za-z])\(?[A-E]\)?(?![A-Za-z])", p[mp.end(1) + 1 :]):
             letter = None  # "(C) or (D)": a hedge is no answer
-        return letter == mr.group(1), False
+        return letter == mr.group(1), "ok"
     try:
         ok = nodes_equal(parse_structure(p), parse_structure(r), ctx)
     except RecursionError:
-        ok = False
-    return ok, ctx.timed_out
+        ok, ctx.refused = False, True
+    return ok, ctx.status(ok)
 
 
 def answer_key(answer: str | None) -> str | None:

@@ -36,7 +36,7 @@ class _Worker:
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
         env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
-            [sys.executable, "-u", "-m", "aimo3_recipe.evaluation.worker_pool"],
+            [sys.executable, "-u", "-m", "aimo3_recipe.grader.worker_pool"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,
@@ -193,7 +193,7 @@ def _shutdown() -> None:
 
 def _serve() -> None:
     """Worker main loop: answer requests until stdin closes (the parent exited)."""
-    from aimo3_recipe.evaluation import symbolic
+    from aimo3_recipe.grader import symbolic
 
     symbolic.parse_latex("1+x")  # load the parser before saying ready
     out = sys.stdout

@@ -1,10 +1,10 @@
 """Symbolic equality of two single LaTeX expressions (sympy), run inside a worker process.
 
 Only atoms reach this module: structure (tuples, sets, intervals, matrices, equations) is split
-by `verifier.py`, and rational numbers are decided by `normalize.py` without sympy. Here we parse
+by `equivalence.py`, and rational numbers are decided there without sympy. Here we parse
 with latex2sympy2_extended (the parser math-verify uses) and decide equality by high-precision
 numeric evaluation (constants) or evaluation at random points (expressions with variables), with
-a simplification fallback. Nothing here has a time limit: it runs in `worker_pool`'s
+a simplification fallback; tolerances and rounding rules are `tolerance.py`'s. Nothing here has a time limit: it runs in `worker_pool`'s
 subprocess, which the caller kills when its deadline passes.
 """
 
@@ -16,8 +16,17 @@ from typing import Any
 import sympy
 from sympy import Basic
 
-_REL_TOL = sympy.Float("1e-40", 50)  # agreement to 40 of 50 digits
-_POINTS = (0.7316, 1.3913, -0.5527, 2.2361, -1.7019, 0.3183)
+from aimo3_recipe.grader.tolerance import (
+    EQUAL_REL_TOL,
+    POINT_EQUAL_REL_TOL,
+    TEST_POINTS,
+    WORKING_DIGITS,
+    half_unit,
+    rounding_rule,
+)
+
+_REL_TOL = sympy.Float(EQUAL_REL_TOL, WORKING_DIGITS)
+_POINT_TOL = sympy.Float(POINT_EQUAL_REL_TOL, WORKING_DIGITS)
 
 
 def parse_latex(s: str) -> Basic:
@@ -43,9 +52,9 @@ def parse_latex(s: str) -> Basic:
 
 
 def _num(x: Basic) -> sympy.Expr | None:
-    """A 40-digit complex value, or None if it is not a finite number."""
+    """A WORKING_DIGITS-digit complex value, or None if it is not a finite number."""
     try:
-        v = sympy.N(x, 50)
+        v = sympy.N(x, WORKING_DIGITS)
     except Exception:
         return None
     if v.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or v.free_symbols:
@@ -56,7 +65,7 @@ def _num(x: Basic) -> sympy.Expr | None:
 
 
 def _close(a: sympy.Expr, b: sympy.Expr, tol: sympy.Expr = _REL_TOL) -> bool:
-    diff = abs(sympy.N(a - b, 50))
+    diff = abs(sympy.N(a - b, WORKING_DIGITS))
     scale = max(abs(a), abs(b), sympy.Integer(1))
     return bool(diff <= tol * scale)
 
@@ -65,8 +74,9 @@ def _rounds_to(exact: sympy.Expr, decimals: int, written: sympy.Expr) -> bool:
     """Whether `exact` rounded to `decimals` places is the decimal literal `written`."""
     if not (exact.is_real and written.is_real):
         return False
-    half = sympy.Rational(1, 2) * sympy.Rational(1, 10**decimals)
-    return bool(abs(sympy.N(exact - written, 40)) <= half * (1 + sympy.Rational(1, 10**6)))
+    half = half_unit(decimals, numeric=True)
+    bound = sympy.Rational(half.numerator, half.denominator)
+    return bool(abs(sympy.N(exact - written, WORKING_DIGITS)) <= bound)
 
 
 def expr_equal(a: Basic, b: Basic, a_dec: int | None = None, b_dec: int | None = None) -> bool:
@@ -87,12 +97,10 @@ def expr_equal(a: Basic, b: Basic, a_dec: int | None = None, b_dec: int | None =
             return False
         if _close(va, vb):
             return True
-        # same rules as normalize/verifier.numbers_equal: a rounded reference needs >= 2
-        # places, a rounded prediction of an exact value >= 3 places
-        if b_dec is not None and b_dec >= 2 and a_dec is None:
-            return _rounds_to(va, b_dec, vb)
-        if a_dec is not None and a_dec >= 3 and b_dec is None:
-            return _rounds_to(vb, a_dec, va)
+        rule = rounding_rule(a_dec, b_dec)
+        if rule is not None:
+            side, places = rule
+            return _rounds_to(va, places, vb) if side == "ref" else _rounds_to(vb, places, va)
         return False
     if a.free_symbols != b.free_symbols:
         return False
@@ -104,7 +112,7 @@ def _random_points_equal(a: Basic, b: Basic, syms: list) -> bool:
     agree = 0
     for k in range(8):
         pt = {
-            s: sympy.Float(_POINTS[(k + j) % len(_POINTS)] + rng.random() * 0.01, 30)
+            s: sympy.Float(float(TEST_POINTS[(k + j) % len(TEST_POINTS)]) + rng.random() * 0.01, 30)
             for j, s in enumerate(syms)
         }
         try:
@@ -116,7 +124,7 @@ def _random_points_equal(a: Basic, b: Basic, syms: list) -> bool:
                 # defined on one side only: different functions (unless both undefined)
                 return False
             continue
-        if not _close(va, vb, sympy.Float("1e-20", 50)):
+        if not _close(va, vb, _POINT_TOL):
             return False
         agree += 1
         if agree >= 4:

@@ -1,7 +1,7 @@
 """Structure of an answer string: tuples, intervals, sets, lists, unions, matrices, relations.
 
 `parse_structure` turns a cleaned answer (`normalize.clean_latex`) into a small tree whose
-leaves are single expressions ("atoms"); `verifier.nodes_equal` compares two trees. Also the
+leaves are single expressions ("atoms"); `equivalence.nodes_equal` compares two trees. Also the
 rewrites that make notations comparable: `x < 3` -> `(-\\infty, 3)`, `x = 3` -> `3` when the
 left side only names the answer, `1 \\pm \\sqrt2` -> two values, `(0;-2;6)` -> a tuple.
 """
@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from aimo3_recipe.evaluation.normalize import parse_number
+from aimo3_recipe.grader.normalize import parse_number
 
 
 @dataclass(frozen=True)
