@@ -104,26 +104,31 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls: type,
         if name in skip:
             continue
         flag = "--" + name.replace("_", "-")
-        base = _base_types(tp)[0]
-        if base is bool:
+        bases = _base_types(tp)
+        if bases[0] is bool:  # `--flag` alone means true; `bool | str` fields also take auto
             parser.add_argument(flag, dest=name, nargs="?", const="true", default=None,
-                                metavar="BOOL", help=docs.get(name))
+                                metavar="auto|true|false" if str in bases else "BOOL",
+                                help=docs.get(name))
         else:
             parser.add_argument(flag, dest=name, default=None, help=docs.get(name))
 
 
 def field_docs(cls: type) -> dict[str, str]:
-    """Field comments (`x: int = 1  # what x is`) read from the source, for --help."""
+    """Field comments (`x: int = 1  # what x is`) read from the source, for --help. Inherited
+    fields (configs built from shared field groups) take their comment from the base class."""
     import inspect
     import re
 
-    try:
-        src = inspect.getsource(cls)
-    except (OSError, TypeError):
-        return {}
-    docs = {}
-    for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", src, re.M):
-        docs[m.group(1)] = m.group(2).strip()
+    docs: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        for m in re.finditer(r"^\s+(\w+)\s*:[^#\n]*#\s*(.+)$", src, re.MULTILINE):
+            docs[m.group(1)] = m.group(2).strip()
     return docs
 
 
@@ -133,19 +138,8 @@ def config_from_args(cls: type[C], args: argparse.Namespace, config_path: str | 
     return load_config(cls, config_path, overrides)
 
 
-def config_class_for(path: str | Path) -> type:
-    """Which dataclass a file in `configs/` overrides, by its name: train_*, eval*, tinker_*."""
-    stem = Path(path).stem
-    if stem.startswith("tinker"):
-        from aimo3_recipe.training.tinker_config import TinkerTrainConfig
-
-        return TinkerTrainConfig
-    if stem.startswith("eval"):
-        from aimo3_recipe.evaluation.config import EvalConfig
-
-        return EvalConfig
-    if stem.startswith("train"):
-        from aimo3_recipe.training.config import TrainConfig
-
-        return TrainConfig
-    raise ConfigError(f"{path}: config files are named train_*.yaml, eval*.yaml or tinker_*.yaml")
+def given_fields(cls: type, args: argparse.Namespace, config_path: str | None = None) -> set[str]:
+    """The fields a user set, in the YAML file or as flags (the rest keep their defaults)."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k for k, v in vars(args).items() if k in names and v is not None}
+    return given | (set(read_yaml(config_path)) & names if config_path else set())

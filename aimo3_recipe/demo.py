@@ -28,8 +28,10 @@ def cli(argv: list[str] | None = None) -> int:
     from aimo3_recipe.inference.generate import GenerationConfig, MathGenerator
 
     t0 = time.time()
+    # transformers: for a few short answers vLLM's start-up (~1 min on CPU) would dominate
     greedy = MathGenerator(GenerationConfig(model_name_or_path=args.model, strategy="greedy",
-                                            max_new_tokens=args.max_new_tokens, device="cpu"))
+                                            max_new_tokens=args.max_new_tokens, device="cpu",
+                                            use_vllm=False))
     print(f"[demo] loaded {args.model} in {time.time() - t0:.1f}s")
     result = greedy.solve(args.question)
     print(f"[demo] Q: {args.question}\n[demo] model: {result.candidates[0].text.strip()}\n"

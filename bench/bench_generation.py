@@ -126,6 +126,12 @@ def main() -> None:
     probs = problems(args.prompts)
     res: dict = {"prompts": args.prompts, "n": args.n, "max_tokens": args.max_tokens,
                  "top_p": args.top_p, "repeats": args.repeats}
+    # the figures depend on it: vLLM in bf16 without native bf16 ran 5x slower than fp32
+    from aimo3_recipe.utils.hardware import cpu_capability, vllm_cpu_dtype
+
+    cap = cpu_capability()
+    res["cpu"], res["vllm_cpu_dtype"] = cap.describe(), vllm_cpu_dtype("auto", cap)[0]
+    print(f"[bench] {res['cpu']}; hf float32, vLLM on CPU {res['vllm_cpu_dtype']}", flush=True)
 
     hf = HFEngine(args.model, dtype="float32", batch_size=args.batch_size)
     cot = [render_prompt(hf.tokenizer, p, "cot") for p in probs]

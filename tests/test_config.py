@@ -2,12 +2,23 @@ from pathlib import Path
 
 import pytest
 
-from aimo3_recipe.config import config_class_for, from_dict, load_config
+from aimo3_recipe.config import from_dict, load_config
+from aimo3_recipe.evaluation.config import EvalConfig
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.training.config import TrainConfig
+from aimo3_recipe.training.tinker_config import TinkerTrainConfig
 from aimo3_recipe.training.train import build_parser, cli
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
+
+
+def config_class_for(path: Path) -> type:
+    """Which dataclass a file in `configs/` overrides, by its name: train_*, eval*, tinker_*."""
+    for prefix, cls in (("tinker", TinkerTrainConfig), ("eval", EvalConfig),
+                        ("train", TrainConfig)):
+        if path.stem.startswith(prefix):
+            return cls
+    raise AssertionError(f"{path}: config files are named train_*, eval* or tinker_*.yaml")
 
 
 def test_recipe_configs_exist():

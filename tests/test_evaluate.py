@@ -207,7 +207,7 @@ def test_cli_end_to_end_tiny_model_on_shared_data(tmp_path, tiny_model_dir, shar
     rc = cli(["--model", str(tiny_model_dir), "--benchmark", "math500", "--data-dir",
               str(shared_data), "--max-problems", "3", "--num-samples", "2", "--strategy",
               "majority_vote", "--max-new-tokens", "8", "--batch-size", "2", "--output-dir",
-              str(out), "--bootstrap-resamples", "100"])
+              str(out), "--bootstrap-resamples", "100", "--use-vllm", "false"])
     assert rc == 0, capsys.readouterr().err
     res = json.loads((out / "results.json").read_text())
     assert res["metrics"]["num_problems"] == 3 and res["metrics"]["sampled"]["num_samples"] == 2
@@ -243,7 +243,7 @@ def test_cli_embedded_default_gsm8k(tmp_path, embedded_model_dir, shared_data):
     out = tmp_path / "emb"
     rc = cli(["--model", "default", "--benchmark", "gsm8k", "--data-dir", str(shared_data),
               "--max-problems", "2", "--strategy", "majority_vote", "--num-samples", "2",
-              "--max-new-tokens", "24", "--output-dir", str(out)])
+              "--max-new-tokens", "24", "--output-dir", str(out), "--use-vllm", "false"])
     assert rc == 0
     res = json.loads((out / "results.json").read_text())
     assert res["metrics"]["num_problems"] == 2
@@ -288,7 +288,8 @@ def test_sigkill_midway_then_rerun_matches_uninterrupted(tmp_path, tiny_model_di
         return [sys.executable, "-m", "aimo3_recipe.evaluation.evaluate", "--model",
                 str(tiny_model_dir), "--benchmark", str(bench_file), "--strategy",
                 "majority_vote", "--num-samples", "2", "--temperature", "1.0", "--batch-size", "1",
-                "--max-new-tokens", "24", "--device", "cpu", "--output-dir", str(out)]
+                "--max-new-tokens", "24", "--device", "cpu", "--output-dir", str(out),
+                "--use-vllm", "false"]
 
     env = {**os.environ, "AIMO3_PROGRESS": "0"}
     subprocess.run(cmd(tmp_path / "full"), check=True, env=env, capture_output=True)

@@ -171,7 +171,8 @@ def test_every_strategy_on_tiny_model(tiny_engine, strategy):
 
 def test_cli_json_on_tiny_model_folder(tiny_model_dir, capsys):
     rc = cli(["--model", str(tiny_model_dir), "--strategy", "majority_vote", "--num-samples",
-              "2", "--max-new-tokens", "6", "--problem", "What is 2 + 2?", "--json"])
+              "2", "--max-new-tokens", "6", "--problem", "What is 2 + 2?", "--json",
+              "--use-vllm", "false"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)
     assert out["strategy"] == "majority_vote" and out["samples_drawn"] == 2
@@ -187,7 +188,7 @@ def test_aimo3_generate_console_command_forwards(tiny_model_dir, capsys):
     from aimo3_recipe.cli import main
 
     assert main(["generate", "--model", str(tiny_model_dir), "--strategy", "greedy",
-                 "--max-new-tokens", "4", "--problem", "1+1?"]) == 0
+                 "--max-new-tokens", "4", "--problem", "1+1?", "--use-vllm", "false"]) == 0
     assert "strategy: greedy" in capsys.readouterr().out
 
 
@@ -197,7 +198,7 @@ def test_aimo3_generate_console_command_forwards(tiny_model_dir, capsys):
 def test_cli_each_strategy_on_embedded_default(embedded_model_dir, strategy, capsys):
     rc = cli(["--model", "default", "--strategy", strategy, "--num-samples", "2",
               "--max-new-tokens", "40", "--genselect-max-tokens", "16", "--max-tool-calls", "1",
-              "--genselect-max-chars", "600",
+              "--genselect-max-chars", "600", "--use-vllm", "false",
               "--problem", "What is 12 + 35? Put the answer in \\boxed{}.", "--json"])
     assert rc == 0
     out = json.loads(capsys.readouterr().out)

@@ -121,15 +121,29 @@ def test_qlora_without_lora_is_a_config_error(tiny_model_dir, tmp_path, capsys):
 
 # ---- pure pieces -------------------------------------------------------------------------
 
-def test_eval_flags_that_sft_does_not_use_are_said_not_silent(monkeypatch, capsys):
-    from aimo3_recipe.training.sft import validate
-    from aimo3_recipe.utils import notice
+def test_rl_only_flags_are_errors_for_sft_stages_not_silent(capsys):
+    from aimo3_recipe.exceptions import ConfigError
+    from aimo3_recipe.training import train
+    from aimo3_recipe.training.config import SFTConfig, check_stage_fields, sft_config
 
-    monkeypatch.setattr(notice, "_seen", set())
-    validate(TrainConfig(), "cot")
-    assert "eval-steps" not in capsys.readouterr().err
-    validate(TrainConfig(eval_steps=5), "cot")
-    assert "not used by SFT" in capsys.readouterr().err
+    check_stage_fields(TrainConfig(stage="cot"))  # nothing set: fine
+    with pytest.raises(ConfigError, match="--eval-steps.*RL stage only"):
+        check_stage_fields(TrainConfig(stage="tir", eval_steps=5))
+    # given explicitly, even at its default value
+    with pytest.raises(ConfigError, match="--save-samples"):
+        check_stage_fields(TrainConfig(stage="cot"), given={"save_samples", "learning_rate"})
+    for stage in ("rl", "full"):  # the RL stage reads them
+        check_stage_fields(TrainConfig(stage=stage, eval_steps=5, save_samples=True))
+    # the SFT stages receive only their fields
+    narrowed = sft_config(TrainConfig(stage="cot", learning_rate=1e-4))
+    assert type(narrowed) is SFTConfig and narrowed.learning_rate == 1e-4
+    assert not hasattr(narrowed, "eval_steps")
+    # the command line: one-line error before any model is loaded
+    assert train.cli(["--stage", "cot", "--eval-samples", "50",
+                      "--samples-filename", "s.jsonl"]) == 2
+    err = capsys.readouterr().err
+    assert "--eval-samples" in err and "--samples-filename" in err and "RL stage only" in err
+    assert "Traceback" not in err
 
 
 def test_tir_tokens_mask_the_tool_output(tiny_tokenizer):

@@ -27,6 +27,7 @@ class SamplingConfig:
     include_stop_str: bool = False  # append the matched stop string to the text
     seed: int | None = None  # sampling seed (engine-level where per-request seeds fail)
     logprobs: bool = True  # return per-token log-probs of the sampled tokens
+    top_logprobs: int = 0  # also the k largest log-probs at each step (token entropy); 0: none
 
 
 @dataclass
@@ -37,12 +38,24 @@ class Completion:
     logprobs: list[float] | None
     finish_reason: str  # "stop" (EOS or stop string), "length" (hit max_tokens)
     stop_reason: str | None = None  # the stop string matched, if any
+    # per generated token, the k largest raw log-probs of its step (SamplingConfig.top_logprobs)
+    top_logprobs: list[list[float]] | None = None
 
     @property
     def mean_logprob(self) -> float | None:
         if not self.logprobs:
             return None
         return sum(self.logprobs) / len(self.logprobs)
+
+    @property
+    def entropies(self) -> list[float] | None:
+        """Per-token entropy (nats) from the top-k log-probs, renormalised over those k
+        (`solution_selection.topk_entropy`); None when the engine returned no top-k."""
+        if self.top_logprobs is None:
+            return None
+        from aimo3_recipe.inference.solution_selection import topk_entropy
+
+        return [topk_entropy(top) if top else 0.0 for top in self.top_logprobs]
 
 
 @runtime_checkable
@@ -93,18 +106,44 @@ class StreamingEngine(Engine, Protocol):
         """Abort every submitted request not returned yet."""
 
 
-def make_engine(model: Any, use_vllm: bool = False, *, tokenizer: Any = None,
+def make_engine(model: Any, use_vllm: bool | str = False, *, tokenizer: Any = None,
                 device: str | None = None, dtype: str | None = None, seed: int = 0,
                 batch_size: int = 32, **vllm_kwargs: Any) -> Engine:
-    """The engine for a model: vLLM when `use_vllm` (raises MissingDependencyError with the
-    install line when it is absent), else transformers `generate` on `device`.
-    `model` is anything `models.resolve_model_path` takes, or (HF only) a loaded model."""
-    if use_vllm:
+    """The engine for a model: vLLM when `use_vllm` is True (raises MissingDependencyError
+    with the install line when it is absent), transformers `generate` on `device` when False.
+    "auto": vLLM where it is installed and fast here (CUDA, or an x86 CPU with AVX2+:
+    utils/hardware.py), else transformers; the choice and its reason are printed once.
+    `model` is anything `models.resolve_model_path` takes, or (HF only) a loaded model.
+    `vllm_kwargs` (max_model_len, ...) reach vLLM only; on CPU its dtype "auto" becomes
+    bfloat16 only where the CPU has native bf16, else float32."""
+    from pathlib import Path
+
+    from aimo3_recipe.models import select_device
+    from aimo3_recipe.utils.hardware import choose_vllm, parse_use_vllm
+    from aimo3_recipe.utils.notice import notice
+
+    auto = parse_use_vllm(use_vllm) == "auto"
+    want_vllm, why = choose_vllm(use_vllm, select_device(device) if auto else "")
+    if auto and want_vllm and not isinstance(model, (str, Path)):
+        want_vllm, why = False, "auto: a loaded model object (vLLM loads from a folder)"
+    if want_vllm:
+        from aimo3_recipe.exceptions import MissingDependencyError
         from aimo3_recipe.inference.vllm_engine import VLLMEngine
 
         if vllm_kwargs.get("dtype") is None and dtype not in (None, "auto"):
             vllm_kwargs["dtype"] = dtype
-        return VLLMEngine(model, seed=seed, **vllm_kwargs)
+        try:
+            engine = VLLMEngine(model, seed=seed, **vllm_kwargs)
+        except MissingDependencyError as e:
+            if not auto:
+                raise
+            why = f"auto: vLLM is installed but did not import ({e.__cause__ or e})"
+        else:
+            if auto:
+                notice(f"engine: vLLM ({why}); --use-vllm false for transformers")
+            return engine
     from aimo3_recipe.inference.hf_engine import HFEngine
 
+    if auto:
+        notice(f"engine: transformers ({why})")
     return HFEngine(model, tokenizer, device=device, dtype=dtype, batch_size=batch_size)

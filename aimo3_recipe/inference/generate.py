@@ -47,7 +47,7 @@ class GenerationConfig:
     temperature: float = 0.7  # sampling temperature (greedy: 0)
     top_p: float = 0.95  # nucleus sampling
     max_new_tokens: int = 1024  # tokens per completion (TIR: per rollout, all rounds)
-    use_vllm: bool = False  # vLLM engine instead of transformers generate
+    use_vllm: bool | str = "auto"  # auto (vLLM where installed and fast here) | true | false
     early_stop_k: int | None = None  # stop sampling a problem once this many answers agree
     sample_chunk: int = 4  # samples drawn per round when early stopping
     max_tool_calls: int = 4  # TIR: code blocks executed per rollout

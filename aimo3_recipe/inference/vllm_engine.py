@@ -12,6 +12,8 @@ docs/inference.md); this code serves both. CPU facts it handles:
 - top-p: vLLM sorts the whole vocabulary of every row each step on CPU, which halved decoding
   speed; `fast_top_p` (on by default on CPU) does exact top-p in our logits processor
   instead (vllm_top_p.py).
+- dtype "auto" on CPU is bfloat16 only where the CPU computes bf16 natively (AVX512-BF16,
+  AMX), else float32: emulated bf16 ran 5x slower than fp32 on an AVX2-only EPYC.
 - vLLM cannot read the embedded GGUF; `resolve_model_path` gives the converted folder.
 - a per-request `seed` fails on CPU ("CPU Generator does not use offset"): there the engine is
   seeded once at start (`seed`) and per-request seeds are dropped (said once); on CUDA the
@@ -77,6 +79,9 @@ class VLLMEngine(TextPrompts):
             if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and len(cores) <= 8:
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
         vllm = _import_vllm()
+        if not self.on_cuda:  # bf16 only where the CPU has native bf16 (utils/hardware.py)
+            from aimo3_recipe.utils.hardware import resolve_vllm_cpu_dtype
+            dtype = resolve_vllm_cpu_dtype(dtype)
         self.model_path = resolve_model_path(model)
         self.tokenizer = load_tokenizer(self.model_path)
         self.seed = seed

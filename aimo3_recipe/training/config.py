@@ -1,58 +1,120 @@
-"""The config of `python -m aimo3_recipe.training.train` (every stage reads its part)."""
+"""The configs of local training, built from the shared field groups of config_fields.py.
+
+    LocalRunFields                 local stages: model, output dir, devices, checkpoints, LoRA
+    SFTConfig   = LocalRunFields + DataFields + LoraFields + SFTFields + packing/schedule
+                  (what the SFT stages read: sft.py)
+    TrainConfig = SFTConfig + RLFields + use_vllm
+                  (the `train.py` command line; `--stage full` runs SFT and RL)
+
+Each SFT stage receives an `SFTConfig` (`sft_config(train_config)`), so it cannot read an RL
+field by mistake; a field only RL reads (eval_steps, save_samples, rewards...) lives in
+`RLFields`, and `train.py --stage cot|tir` rejects one that was set (`check_stage_fields`).
+The Tinker config (tinker_config.py) and the RL algorithm's (rl/config.py) inherit the same
+groups. A test checks that every field of every config is read somewhere outside its class.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Collection
 from dataclasses import dataclass
+
+from aimo3_recipe.config_fields import (
+    DataFields,
+    LoraFields,
+    RewardFields,
+    RLEvalFields,
+    RolloutFields,
+    SampleLogFields,
+    SFTFields,
+)
+from aimo3_recipe.exceptions import ConfigError
 
 STAGES = ("cot", "tir", "rl", "full")
 
 
 @dataclass
-class TrainConfig:
-    """Defaults are the recipe's (SFT lr 2e-5, LoRA rank 64, max length 4096, 3 epochs;
-    RL lr 1e-6, 16 rollouts per problem, temperature 0.7)."""
+class RLFields(RolloutFields, RewardFields, RLEvalFields, SampleLogFields):
+    """The RL stage's part of the `train.py` command line (the RL loop's own settings, e.g.
+    its clip range, are in rl/config.py)."""
 
+    rl_learning_rate: float = 1e-6  # RL learning rate
+    rl_mode: str = "tir"  # RL rollouts: tir (the model may run Python) | cot
+    rl_batch_size: int = 8  # RL: problems per step (x group_size rollouts)
+    rl_steps: int = 100  # RL steps (--max-steps overrides)
+    mini_batch_size: int = 0  # RL: rollouts per optimizer step (0: all of a step's)
+    ppo_epochs: int = 1  # RL: passes over a step's rollouts
+
+
+# -- local stages ----------------------------------------------------------------------------
+@dataclass
+class LocalRunFields:
     stage: str = "cot"  # cot | tir | rl | full (full chains cot -> tir -> rl)
-    base_model: str = "default"  # hub id, local folder, .gguf file or 'default' (embedded SmolLM2-135M)
+    base_model: str = "default"  # hub id, folder, .gguf file or 'default' (embedded SmolLM2-135M)
     output_dir: str = "./outputs"  # each stage writes <output_dir>/<stage>
-    dataset: str | None = None  # dataset name or local file; None = the stage's default
-    max_samples: int | None = None  # cap on training examples
-    seed: int = 42  # seeds data order, init and sampling
-    # SFT
-    learning_rate: float = 2e-5  # SFT learning rate
-    num_epochs: float = 3.0  # SFT epochs
-    max_seq_length: int = 4096  # longer examples are truncated
     batch_size: int = 4  # per-device batch size
     gradient_accumulation_steps: int = 4  # optimizer step every N micro-batches
     use_lora: bool = True  # LoRA adapters instead of full fine-tuning
-    lora_rank: int = 64  # LoRA rank
     lora_alpha: int = 128  # LoRA alpha
     quant_bits: int | None = None  # 4 or 8 for QLoRA (CUDA only)
-    packing: bool = True  # pack examples into full sequences (kept separate in attention)
-    pack_length: int = 0  # tokens per packed row (0: the longest example, at most max_seq_length)
-    gradient_checkpointing: bool | None = None  # recompute activations to save memory (None: on with CUDA)
-    save_total_limit: int = 2  # keep only the newest N checkpoints
-    warmup_ratio: float = 0.03  # fraction of steps with linear LR warm-up
     save_steps: int = 500  # checkpoint every N optimizer steps
     logging_steps: int = 10  # log metrics every N steps
     max_steps: int = -1  # stop after N optimizer steps (-1: run all epochs)
     resume: bool = True  # resume from the last checkpoint in the output dir when present
-    # RL
-    rl_learning_rate: float = 1e-6  # RL learning rate
-    group_size: int = 16  # rollouts per problem (GRPO group)
-    temperature: float = 0.7  # rollout sampling temperature
-    max_new_tokens: int = 1024  # rollout / eval generation length
-    correct_reward: float = 1.0  # reward for a verified-correct answer
-    incorrect_reward: float = -0.5  # reward for a wrong or missing answer
-    format_reward: float = 0.1  # bonus for a proper \boxed{} answer
-    # evaluation & samples (for the RL stage; SFT does not evaluate yet and says so)
-    eval_steps: int = 0  # evaluate every N steps (0: only at the end)
-    eval_samples: int = 50  # problems per evaluation
-    save_samples: bool = False  # write a random subset of samples to samples.jsonl
-    sample_save_rate: float = 0.01  # fraction of samples saved
-    samples_filename: str = "samples.jsonl"  # file name for saved samples
-    # runtime
     device: str = "auto"  # auto | cpu | cuda | mps
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
     report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
-    use_vllm: bool = False  # vLLM for rollouts / evaluation
+
+
+@dataclass
+class SFTConfig(SFTFields, LoraFields, DataFields, LocalRunFields):
+    """What the SFT stages (sft_cot.py, sft_tir.py via sft.py) read. Defaults are the recipe's
+    (lr 2e-5, LoRA rank 64, max length 4096, 3 epochs)."""
+
+    packing: bool = True  # pack examples into full sequences (kept separate in attention)
+    pack_length: int = 0  # tokens per packed row (0: the longest example, at most max_seq_length)
+    gradient_checkpointing: bool | None = None  # recompute activations (None: on with CUDA)
+    save_total_limit: int = 2  # keep only the newest N checkpoints
+    warmup_ratio: float = 0.03  # fraction of steps with linear LR warm-up
+
+
+@dataclass
+class TrainConfig(RLFields, SFTConfig):
+    """The config of `python -m aimo3_recipe.training.train`: the SFT stages' fields and the RL
+    stage's (`--stage full` runs both). Defaults are the recipe's (SFT lr 2e-5, LoRA rank 64,
+    max length 4096, 3 epochs; RL lr 1e-6, 16 rollouts per problem, temperature 0.7)."""
+
+    use_vllm: bool | str = "auto"  # RL rollouts on vLLM: auto (where fast here) | true | false
+
+
+def rl_only_fields() -> list[str]:
+    """TrainConfig fields that only the RL stage reads."""
+    sft = {f.name for f in dataclasses.fields(SFTConfig)}
+    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in sft]
+
+
+def check_stage_fields(config: TrainConfig, given: Collection[str] | None = None) -> None:
+    """`--stage cot|tir` with an RL-only field set is an error: SFT would silently ignore it.
+    `given` names the fields the user set (command line, YAML); None: those whose value
+    differs from the default (the Python API)."""
+    if config.stage not in ("cot", "tir"):
+        return
+    defaults = TrainConfig()
+    rl_only = rl_only_fields()
+    if given is None:
+        set_rl = [n for n in rl_only if getattr(config, n) != getattr(defaults, n)]
+    else:
+        set_rl = [n for n in rl_only if n in given]
+    if set_rl:
+        flags = ", ".join("--" + n.replace("_", "-") for n in set_rl)
+        raise ConfigError(
+            f"{flags}: read by the RL stage only (--stage rl or full); --stage {config.stage} "
+            "trains on supervised targets and logs loss only. Drop the flag, or evaluate the "
+            f"SFT output with `aimo3 eval --model {config.output_dir}/{config.stage}/model`.")
+
+
+def sft_config(config: SFTConfig) -> SFTConfig:
+    """The SFT stages' part of a TrainConfig (an SFTConfig is returned as it is)."""
+    if type(config) is SFTConfig:
+        return config
+    return SFTConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(SFTConfig)})

@@ -24,7 +24,7 @@ from typing import Any
 
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.training.checkpoint import last_checkpoint, save_final, stage_dirs
-from aimo3_recipe.training.config import TrainConfig
+from aimo3_recipe.training.config import SFTConfig, sft_config
 from aimo3_recipe.utils.notice import notice
 
 MODES = ("cot", "tir")
@@ -43,7 +43,7 @@ def _distributed_sharding() -> str | None:
     return None
 
 
-def validate(config: TrainConfig, mode: str) -> None:
+def validate(config: SFTConfig, mode: str) -> None:
     """Reject settings that cannot work, naming the flag and the fix."""
     if mode not in MODES:
         raise ConfigError(f"SFT mode must be one of {MODES}; got {mode!r}")
@@ -64,12 +64,9 @@ def validate(config: TrainConfig, mode: str) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
-    if config.eval_steps > 0 or config.save_samples:
-        notice("--eval-steps / --save-samples are not used by SFT yet (it logs loss only); "
-               "evaluate the output with `aimo3 eval --model <output_dir>/<stage>/model`")
 
 
-def lora_config(config: TrainConfig):
+def lora_config(config: SFTConfig):
     """The peft LoraConfig for the run (None for full fine-tuning)."""
     if not config.use_lora:
         return None
@@ -82,14 +79,14 @@ def lora_config(config: TrainConfig):
                       target_modules=s.target_modules, task_type="CAUSAL_LM", **s.extra)
 
 
-def sft_args(config: TrainConfig, checkpoints_dir: Path, device: str, dtype) -> Any:
-    """TRL SFTConfig from our TrainConfig: what we expose maps one to one, the rest is TRL's."""
+def sft_args(config: SFTConfig, checkpoints_dir: Path, device: str, dtype) -> Any:
+    """TRL's SFTConfig from ours: what we expose maps one to one, the rest is TRL's."""
     import torch
-    from trl import SFTConfig
+    from trl import SFTConfig as TRLSFTConfig
 
     on_cuda = device.startswith("cuda")
     checkpointing = on_cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
-    return SFTConfig(
+    return TRLSFTConfig(
         output_dir=str(checkpoints_dir),
         learning_rate=config.learning_rate,
         num_train_epochs=config.num_epochs,
@@ -116,7 +113,7 @@ def sft_args(config: TrainConfig, checkpoints_dir: Path, device: str, dtype) -> 
     )
 
 
-def _load_model(base: str, config: TrainConfig, device: str, dtype):
+def _load_model(base: str, config: SFTConfig, device: str, dtype):
     """Model on its training device; under FSDP / DeepSpeed the Trainer places and shards it."""
     from aimo3_recipe.models import load_model
 
@@ -135,7 +132,7 @@ def _load_model(base: str, config: TrainConfig, device: str, dtype):
     return load_model(base, device=device, dtype=load_dtype, quant_bits=config.quant_bits)
 
 
-def _packing_layout(model, config: TrainConfig) -> str:
+def _packing_layout(model, config: SFTConfig) -> str:
     from aimo3_recipe.training.packing import choose_layout, examples_stay_separate
 
     layout = choose_layout(model, config.packing)
@@ -148,7 +145,7 @@ def _packing_layout(model, config: TrainConfig) -> str:
     return layout
 
 
-def pack_length(config: TrainConfig, lengths: Sequence[int]) -> int:
+def pack_length(config: SFTConfig, lengths: Sequence[int]) -> int:
     """Row length for packing: --pack-length, else the longest example; at most max length.
 
     Rows as long as the longest example keep SDPA's dense block-diagonal attention about as
@@ -158,7 +155,7 @@ def pack_length(config: TrainConfig, lengths: Sequence[int]) -> int:
     return min(wanted, config.max_seq_length)
 
 
-def build_trainer(config: TrainConfig, args, model, tokenizer, dataset,
+def build_trainer(config: SFTConfig, args, model, tokenizer, dataset,
                   callbacks: Sequence[Any] = ()):
     """SFTTrainer over a tokenized dataset (`input_ids`, `labels`), packed when the model's
     attention keeps packed examples apart. Returns (trainer, collator, layout)."""
@@ -176,7 +173,7 @@ def build_trainer(config: TrainConfig, args, model, tokenizer, dataset,
     return trainer, collator, layout
 
 
-def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
+def run_sft(config: SFTConfig, mode: str, *, base_model: str | None = None,
             callbacks: Sequence[Any] = ()) -> Path:
     """Train one SFT stage; returns the final model folder (`<output_dir>/<stage>/model`).
 
@@ -188,6 +185,7 @@ def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
     from aimo3_recipe.utils.ml_log import MetricsLogger
 
     validate(config, mode)
+    config = sft_config(config)  # a TrainConfig's RL fields do not reach config.json
     base = base_model or config.base_model
     dirs = stage_dirs(config.output_dir, config.stage)
     device = select_device(config.device)

@@ -1,24 +1,26 @@
-"""Config shared by the Tinker SFT and RL entry points (`key=value` on their command lines)."""
+"""Config shared by the Tinker SFT and RL entry points (`key=value` on their command lines).
+
+Built from the same field groups as the local stages (config_fields.py, training/config.py):
+data, LoRA rank, SFT and RL settings have one definition each, with the same names and
+defaults, so a recipe moves between local and Tinker training unchanged. Only what is
+Tinker's own is defined here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from aimo3_recipe.config_fields import DataFields, LoraFields, SFTFields
+from aimo3_recipe.training.config import RLFields
+
 
 @dataclass
-class TinkerTrainConfig:
+class TinkerTrainConfig(RLFields, SFTFields, LoraFields, DataFields):
     model_name: str = "Qwen/Qwen3-8B"  # base model served by Tinker
-    stage: str = "cot"  # cot | tir (SFT) ; the RL entry point ignores it
+    stage: str = "cot"  # cot | tir (SFT); the RL entry point ignores it
     log_dir: str = "./outputs/tinker"  # metrics.jsonl, checkpoints, samples
-    learning_rate: float = 2e-5  # SFT default; RL uses 1e-6 unless set
-    lora_rank: int = 64  # LoRA rank of the Tinker training client
-    max_samples: int | None = None  # cap on training problems
-    batch_size: int = 32  # problems per step
-    group_size: int = 16  # RL rollouts per problem
-    max_tokens: int = 4096  # sampling / sequence length
-    temperature: float = 0.7  # RL sampling temperature
+    batch_size: int = 32  # problems (RL) or examples (SFT) per optimizer step
     verbose: bool = False  # print loss metrics every step
     wandb_project: str | None = None  # enables W&B logging
     wandb_name: str | None = None  # W&B run name
-    save_samples: bool = False  # write sampled responses to samples.jsonl
     base_url: str | None = None  # Tinker service URL (None: the SDK default)

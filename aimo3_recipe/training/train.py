@@ -2,6 +2,8 @@
 
 Only assembles a TrainConfig (defaults <- --config YAML <- flags) and calls the stage's
 `main(config)`; `full` chains cot -> tir -> rl, each stage starting from the previous output.
+The SFT stages read only the SFTConfig part; an RL-only flag (`--eval-steps`, `--save-samples`,
+rewards...) given with `--stage cot|tir` is an error rather than silently ignored.
 """
 
 from __future__ import annotations
@@ -10,11 +12,12 @@ import argparse
 import dataclasses
 import importlib
 import sys
+from collections.abc import Collection
 from pathlib import Path
 
-from aimo3_recipe.config import add_dataclass_args, config_from_args
+from aimo3_recipe.config import add_dataclass_args, config_from_args, given_fields
 from aimo3_recipe.exceptions import Aimo3Error, ConfigError
-from aimo3_recipe.training.config import STAGES, TrainConfig
+from aimo3_recipe.training.config import STAGES, TrainConfig, check_stage_fields
 
 # stage -> module whose `main(config) -> Path` runs it and returns the trained model folder
 STAGE_MODULES = {
@@ -45,9 +48,11 @@ def run_stage(stage: str, config: TrainConfig) -> Path:
     return module.main(dataclasses.replace(config, stage=stage))
 
 
-def main(config: TrainConfig) -> Path:
+def main(config: TrainConfig, given: Collection[str] | None = None) -> Path:
+    """Run `config.stage`. `given`: the fields the user set (None: those off their default)."""
     if config.stage not in STAGES:
         raise ConfigError(f"--stage must be one of {STAGES}; got {config.stage!r}")
+    check_stage_fields(config, given)
     if config.stage != "full":
         return run_stage(config.stage, config)
     model = config.base_model
@@ -60,7 +65,7 @@ def cli(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(TrainConfig, args, args.config)
-        out = main(config)
+        out = main(config, given_fields(TrainConfig, args, args.config))
     except Aimo3Error as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
