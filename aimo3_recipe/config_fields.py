@@ -1,8 +1,9 @@
 """Groups of config fields that more than one entry point has, each defined once.
 
     DataFields, LoraFields, SFTFields      local SFT (training/config.py), Tinker SFT
-    RolloutFields, RewardFields,           local RL (training/config.py, rl/config.py),
-    RLEvalFields, SampleLogFields          Tinker RL (training/tinker_config.py)
+    RolloutFields, PolicyUpdateFields,     local RL (training/config.py, rl/config.py),
+    RewardFields, RLEvalFields,            Tinker RL (training/tinker_config.py)
+    SampleLogFields
 
 A config is a dataclass that inherits the groups it reads plus its own fields, so the same
 setting has the same name, default and comment everywhere (`--group-size` locally,
@@ -39,6 +40,12 @@ class RolloutFields:
     group_size: int = 16  # rollouts per problem (the GRPO group)
     temperature: float = 0.7  # rollout sampling temperature
     max_new_tokens: int = 1024  # model tokens per rollout (all TIR turns together)
+
+
+@dataclass
+class PolicyUpdateFields:
+    mini_batch_size: int = 0  # rollouts per optimizer step (0: all of the step's: on-policy)
+    ppo_epochs: int = 1  # passes over a step's rollouts
 
 
 @dataclass

@@ -5,15 +5,21 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aimo3_recipe.config_fields import RewardFields, RLEvalFields, RolloutFields, SampleLogFields
+from aimo3_recipe.config_fields import (
+    PolicyUpdateFields,
+    RewardFields,
+    RLEvalFields,
+    RolloutFields,
+    SampleLogFields,
+)
 from aimo3_recipe.exceptions import ConfigError
 
 
 @dataclass
-class GRPOConfig(RolloutFields, RewardFields, RLEvalFields, SampleLogFields):
+class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields):
     """Inherited (config_fields.py, shared with the train CLI and Tinker): group_size,
-    temperature, max_new_tokens; correct/incorrect/format_reward; eval_steps, eval_samples;
-    save_samples, sample_save_rate, samples_filename."""
+    temperature, max_new_tokens; mini_batch_size, ppo_epochs; correct/incorrect/format_reward;
+    eval_steps, eval_samples; save_samples, sample_save_rate, samples_filename."""
 
     # sampling
     mode: str = "tir"  # cot (plain chain of thought) | tir (the model may run Python)
@@ -21,9 +27,7 @@ class GRPOConfig(RolloutFields, RewardFields, RLEvalFields, SampleLogFields):
     # optimisation
     learning_rate: float = 1e-6  # RL learning rate (recipe default)
     batch_size: int = 8  # problems per step (batch_size * group_size rollouts)
-    mini_batch_size: int = 0  # rollouts per optimizer step (0: all of the step's: on-policy)
     gradient_accumulation_steps: int = 1  # micro-batches per mini-batch (memory, same result)
-    ppo_epochs: int = 1  # passes over a step's rollouts
     num_steps: int = 100  # RL steps (each: sample, grade, update)
     max_grad_norm: float = 1.0  # gradient clipping
     # loss (rl/loss.py)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from aimo3_recipe.config_fields import (
     DataFields,
     LoraFields,
+    PolicyUpdateFields,
     RewardFields,
     RLEvalFields,
     RolloutFields,
@@ -34,7 +35,7 @@ STAGES = ("cot", "tir", "rl", "full")
 
 
 @dataclass
-class RLFields(RolloutFields, RewardFields, RLEvalFields, SampleLogFields):
+class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields):
     """The RL stage's part of the `train.py` command line (the RL loop's own settings, e.g.
     its clip range, are in rl/config.py)."""
 
@@ -42,8 +43,6 @@ class RLFields(RolloutFields, RewardFields, RLEvalFields, SampleLogFields):
     rl_mode: str = "tir"  # RL rollouts: tir (the model may run Python) | cot
     rl_batch_size: int = 8  # RL: problems per step (x group_size rollouts)
     rl_steps: int = 100  # RL steps (--max-steps overrides)
-    mini_batch_size: int = 0  # RL: rollouts per optimizer step (0: all of a step's)
-    ppo_epochs: int = 1  # RL: passes over a step's rollouts
 
 
 # -- local stages ----------------------------------------------------------------------------
