@@ -18,7 +18,7 @@ class EvalConfig:
     max_new_tokens: int | None = None  # None: the benchmark's default
     temperature: float = 0.7  # temperature of the sampled pass (the greedy pass uses 0)
     top_p: float = 0.95  # nucleus sampling
-    use_vllm: bool = False  # vLLM engine instead of transformers
+    use_vllm: bool | str = "auto"  # auto (vLLM where installed and fast here) | true | false
     batch_size: int = 8  # prompts per generation batch
     output_dir: str = "./outputs/eval"  # results.json, samples.jsonl, report.md, plots
     seed: int = 0  # sampling seed
