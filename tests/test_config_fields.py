@@ -29,11 +29,7 @@ AWAITING_READER = {
 }
 # Unread fields found and owed a fix: each must still be unread (delete the entry when it is
 # read) and no other may appear.
-KNOWN_UNREAD = {
-    # rl/loss.policy_loss takes `beta`, but no backend passes GRPOConfig.beta (nor computes the
-    # reference log-probs it needs), so beta > 0 is silently ignored: wire it or reject it.
-    ("rl/config.py:GRPOConfig", "beta"),
-}
+KNOWN_UNREAD: set[tuple[str, str]] = set()
 
 
 def _is_dataclass(node: ast.ClassDef) -> bool:

@@ -33,7 +33,6 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     # loss (rl/loss.py)
     epsilon_low: float = 0.2  # clip ratio below 1 - epsilon_low (negative advantages)
     epsilon_high: float = 0.28  # clip ratio above 1 + epsilon_high (clip-higher, DAPO)
-    beta: float = 0.0  # KL penalty against the starting model (0: none, no reference model)
     tis_cap: float = 0.0  # truncated importance weight cap (0: off; e.g. 2.0 for bf16 vLLM)
     scale_by_std: bool = False  # divide advantages by the group std (paper; invites format hacks)
     # logging, evaluation, checkpoints

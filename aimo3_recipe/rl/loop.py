@@ -62,7 +62,8 @@ def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
         with timer("train"):
             train_metrics = update(cfg, backend, kept)
         with timer("weight_sync"):
-            train_metrics.update(backend.sync_sampler())
+            if "train/optimizer_steps" in train_metrics:  # the weights changed
+                train_metrics.update(backend.sync_sampler())
         metrics = {**rollout_metrics(groups), **adv_stats.metrics(), **train_metrics,
                    **timer.metrics()}
         done = step + 1

@@ -118,7 +118,12 @@ class RLMathTrainer:
                            lora=lora)
         vllm = None
         if cfg.use_vllm not in (False, "false", "False", "0"):
+            import os
+
             from aimo3_recipe.inference.engine import make_engine
+
+            # engine core in this process: new weights go in as tensors, not via a file
+            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
             from aimo3_recipe.inference.hf_engine import HFEngine
 
             engine = make_engine(resolve_model_path(cfg.model_name_or_path), cfg.use_vllm,
@@ -126,6 +131,7 @@ class RLMathTrainer:
             vllm = None if isinstance(engine, HFEngine) else engine
         backend = LocalBackend(model, tokenizer, learning_rate=cfg.learning_rate,
                                max_grad_norm=cfg.max_grad_norm, vllm_engine=vllm)
+        self.backend = backend
         start = 0
         found = latest_checkpoint(run / "checkpoints") if cfg.resume else None
         if found:

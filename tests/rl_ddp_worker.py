@@ -1,0 +1,58 @@
+"""Run by tests/test_rl_stage.py under torchrun (2 CPU processes): one RL step of the local
+backend, then each rank writes its problems and a checksum of its weights."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import torch
+
+from aimo3_recipe.data.synthetic import generate_synthetic
+from aimo3_recipe.rl.rewards import RewardResult
+from aimo3_recipe.training.rl_math import RLMathConfig, RLMathTrainer
+
+
+class ParityReward:
+    def __call__(self, text, ground_truth, truncated=False, problem=None):
+        ok = len(text) % 2 == 0
+        return RewardResult(1.0 if ok else -0.5, ok, False, None, "ok", truncated)
+
+
+def checksum(model) -> float:
+    return sum(float(p.detach().double().sum()) for p in model.state_dict().values())
+
+
+def main(model_dir: str, out: str) -> None:
+    from aimo3_recipe.rl import loop
+
+    seen: list[str] = []
+    original = loop.batch_records
+
+    def recording(*args, **kwargs):
+        records = original(*args, **kwargs)
+        seen.extend(r.problem for r in records)
+        return records
+
+    loop.batch_records = recording
+    cfg = RLMathConfig(model_name_or_path=model_dir, output_dir=out, mode="cot", group_size=4,
+                       batch_size=1, num_steps=1, max_new_tokens=12, learning_rate=1e-2,
+                       eval_samples=0, device_map="cpu", use_lora=False, temperature=1.0)
+    trainer = RLMathTrainer(cfg, ParityReward())
+    from aimo3_recipe.models import load_model
+
+    initial = checksum(load_model(model_dir, device="cpu"))
+    trainer.train([generate_synthetic(8, seed=3)[0], generate_synthetic(8, seed=3)[1]])
+    # every rank's policy after the step (rank 0 also saved it)
+    policy = trainer.backend.policy
+    rank = trainer.backend.rank
+    Path(out, f"rank{rank}.json").write_text(json.dumps({
+        "rank": rank, "world_size": trainer.backend.world_size, "problems": seen,
+        "checksum": checksum(policy), "initial_checksum": initial}))
+    if torch.distributed.is_initialized():
+        torch.distributed.barrier()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2])
