@@ -148,3 +148,15 @@ def test_make_engine_auto_falls_back_when_vllm_does_not_import(monkeypatch, tiny
     engine = make_engine(str(tiny_model_dir), "auto", device="cpu")
     assert isinstance(engine, HFEngine)
     assert "vLLM is installed but did not import" in capsys.readouterr().err
+
+
+def test_configs_take_use_vllm_as_auto_true_or_false():
+    from aimo3_recipe.evaluation.config import EvalConfig
+    from aimo3_recipe.inference.generate import GenerationConfig
+    from aimo3_recipe.training.config import TrainConfig
+
+    for cls in (EvalConfig, GenerationConfig, TrainConfig):
+        assert cls().use_vllm == "auto"  # the default of long jobs
+        assert cls(use_vllm="false").use_vllm is False and cls(use_vllm="TRUE").use_vllm is True
+        with pytest.raises(ConfigError, match="auto, true or false"):
+            cls(use_vllm="maybe")

@@ -35,3 +35,8 @@ class EvalConfig:
     regrade: bool = False  # grade the stored completions again with the current grader
     tir_max_calls: int = 4  # code executions per TIR completion
     progress: bool | None = None  # progress bar; None: only when stderr is a terminal
+
+    def __post_init__(self) -> None:
+        from aimo3_recipe.utils.hardware import parse_use_vllm
+
+        self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error

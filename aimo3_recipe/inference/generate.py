@@ -61,6 +61,9 @@ class GenerationConfig:
     dtype: str = "auto"  # auto | float32 | bfloat16 | float16
 
     def __post_init__(self) -> None:
+        from aimo3_recipe.utils.hardware import parse_use_vllm
+
+        self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {STRATEGIES}; got {self.strategy!r}")
         if self.num_samples < 1:

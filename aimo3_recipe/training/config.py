@@ -85,6 +85,11 @@ class TrainConfig(RLFields, SFTConfig):
 
     use_vllm: bool | str = "auto"  # RL rollouts on vLLM: auto (where fast here) | true | false
 
+    def __post_init__(self) -> None:
+        from aimo3_recipe.utils.hardware import parse_use_vllm
+
+        self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error
+
 
 def rl_only_fields() -> list[str]:
     """TrainConfig fields that only the RL stage reads."""
