@@ -32,14 +32,18 @@ class _LogprobRecorder:
     previous step's log-softmax (batch x vocab), not all of them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, top_k: int = 0) -> None:
         self.prev = None  # log-softmax of the previous step's logits, (B, V)
         self.steps: list[Any] = []  # one (B,) tensor per generated token
+        self.top_k = top_k  # also keep the k largest log-probs of each step (token entropy)
+        self.top_steps: list[Any] = []  # one (B, k) tensor per generated token
 
     def __call__(self, input_ids, scores):
         if self.prev is not None:
             self.steps.append(self.prev.gather(1, input_ids[:, -1:]).squeeze(1))
         self.prev = scores.float().log_softmax(-1)
+        if self.top_k:
+            self.top_steps.append(self.prev.topk(min(self.top_k, self.prev.shape[-1]), -1).values)
         return scores
 
     def finish(self, sequences, num_new: int):
@@ -51,6 +55,14 @@ class _LogprobRecorder:
         if not self.steps:
             return torch.zeros(sequences.shape[0], 0)
         return torch.stack(self.steps[:num_new], dim=1)
+
+    def finish_top(self, num_new: int):
+        """(B, num_new, k) top-k log-probs of each generation step, or None (top_k 0)."""
+        import torch
+
+        if not self.top_k or not self.top_steps:
+            return None
+        return torch.stack(self.top_steps[:num_new], dim=1)
 
 
 class _StopOnText:
@@ -144,7 +156,8 @@ class HFEngine(TextPrompts):
         prompt_len = enc["input_ids"].shape[1]
         stops = [s for s in config.stop if s]
         criteria = [_StopOnText(self.tokenizer, stops, prompt_len)] if stops else []
-        recorder = _LogprobRecorder() if config.logprobs else None
+        recorder = (_LogprobRecorder(config.top_logprobs)
+                    if config.logprobs or config.top_logprobs else None)
         with torch.inference_mode():
             seqs = self.model.generate(
                 **enc, generation_config=gen_config,
@@ -152,11 +165,15 @@ class HFEngine(TextPrompts):
                 logits_processor=LogitsProcessorList([recorder] if recorder else []))
         new = seqs[:, prompt_len:]
         lps = recorder.finish(seqs, new.shape[1]).tolist() if recorder else None
-        return [self._to_completion(new[r].tolist(), lps[r] if lps else None, config)
+        top = recorder.finish_top(new.shape[1]) if recorder else None
+        top = top.tolist() if top is not None else None
+        return [self._to_completion(new[r].tolist(), lps[r] if lps else None, config,
+                                    top[r] if top else None)
                 for r in range(new.shape[0])]
 
     def _to_completion(self, ids: list[int], lps: list[float] | None,
-                       config: SamplingConfig) -> Completion:
+                       config: SamplingConfig,
+                       top: list[list[float]] | None = None) -> Completion:
         """Cut one generated row at EOS / first stop string and say why it ended."""
         finish, stop_reason = "length", None
         eos_at = next((i for i, t in enumerate(ids) if t in self.eos_ids), None)
@@ -181,7 +198,8 @@ class HFEngine(TextPrompts):
             text = text[:pos] + (stop_reason if config.include_stop_str else "")
         return Completion(text=text, token_ids=ids,
                           logprobs=[float(x) for x in lps[:len(ids)]] if lps is not None else None,
-                          finish_reason=finish, stop_reason=stop_reason)
+                          finish_reason=finish, stop_reason=stop_reason,
+                          top_logprobs=top[:len(ids)] if top is not None else None)
 
     # -- weights (RL) --------------------------------------------------------------------
     def update_weights(self, state_dict: dict[str, Any]) -> None:

@@ -17,6 +17,12 @@ Strategies (`select`):
 - `weighted_vote`: each vote weighs `Candidate.weight()`: the caller's `score` when set (e.g.
   `entropy_weight` of its token entropies), else exp(mean token log-prob), the candidate's
   geometric-mean token probability (no or non-finite log-probs: 1.0, a plain vote).
+- `vote_score` (the competition solver's vote-led score, not a generation strategy): each
+  answer group scores  share + confidence * conf + consensus * finished_share,  where share =
+  its votes / candidates with an answer, conf = the median `Candidate.weight()` of its members
+  / the largest weight of all (in [0, 1]), finished_share = its share among candidates that
+  were not truncated; `VoteScore` holds the two small coefficients, so the vote leads and
+  confidence and consensus only break near-ties. Highest score wins; ties -> first seen.
 - `genselect`: the judge picks among the candidates (genselect.py). Candidates cut off before
   they finished (`finish_reason` in `TRUNCATED`) are not shown to it. The one fallback rule:
   when no finished candidate has an answer, or no judgment in any window could be parsed, the
@@ -38,6 +44,8 @@ if TYPE_CHECKING:  # genselect imports the engine; the layer only needs the repo
     from aimo3_recipe.inference.genselect import GenSelectReport
 
 TIE_BREAK = "first_seen"  # the rule used on ties: the tied answer that appeared earliest
+# what `select` takes: the generation strategies and the solver's selection-only rules
+SELECTION_STRATEGIES = (*STRATEGIES, "vote_score")
 
 
 def default_answer_key(answer: str) -> str | None:
@@ -156,6 +164,33 @@ def should_stop_early(answers: Sequence[str | None], k: int | None,
     return bool(k) and agreement(answers, key) >= k  # type: ignore[operator]
 
 
+def runner_up_cannot_catch_up(answers: Sequence[str | None], remaining: int,
+                              key: Callable[[str], str | None] = default_answer_key) -> bool:
+    """Early stopping: True once the runner-up, even if all `remaining` unfinished attempts
+    joined it, cannot pass the leader: second + remaining <= first (counts; a leader needed)."""
+    keys, _ = group_answers(answers, key)
+    counts: dict[str, int] = {}
+    for k in keys:
+        if k is not None:
+            counts[k] = counts.get(k, 0) + 1
+    top = sorted(counts.values(), reverse=True) + [0, 0]
+    return top[0] > 0 and top[1] + max(0, remaining) <= top[0]
+
+
+def early_stop_reason(answers: Sequence[str | None], remaining: int, *, k: int | None = None,
+                      runner_up: bool = False,
+                      key: Callable[[str], str | None] = default_answer_key) -> str | None:
+    """Why to stop sampling now: "k_agree" (`k` answers agree), "runner_up" (the runner-up
+    cannot catch up with `remaining` attempts left), "all_done" (none left), or None."""
+    if should_stop_early(answers, k, key):
+        return "k_agree"
+    if remaining <= 0:
+        return "all_done"
+    if runner_up and runner_up_cannot_catch_up(answers, remaining, key):
+        return "runner_up"
+    return None
+
+
 # -- entropy confidence (the AIMO3 solvers' vote weight) -----------------------------------
 def topk_entropy(top_logprobs_K: Sequence[float]) -> float:
     """Entropy (nats) of one token's distribution, from the log-probs of its top-k
@@ -189,6 +224,15 @@ def entropy_weight(entropies_T: Sequence[float] | None, *, tail: int | None = No
 
 # -- the selection layer ----------------------------------------------------------------------
 TRUNCATED = ("length", "max_rounds")  # finish reasons of a candidate cut before it finished
+
+
+@dataclass(frozen=True)
+class VoteScore:
+    """Coefficients of the `vote_score` strategy (module docstring): both small, so the vote
+    share leads."""
+
+    confidence: float = 0.1  # x (median member weight / largest weight), in [0, 1]
+    consensus: float = 0.05  # x (share among candidates that were not truncated)
 
 
 @dataclass
@@ -239,13 +283,42 @@ class Selection:
 Judge = Callable[[Sequence[str], Sequence["str | None"], Sequence[float]], "GenSelectReport"]
 
 
+def _median(xs: Sequence[float]) -> float:
+    ys = sorted(xs)
+    mid = len(ys) // 2
+    return ys[mid] if len(ys) % 2 else (ys[mid - 1] + ys[mid]) / 2
+
+
+def vote_scores(cands: Sequence[Candidate], keys: Sequence[str | None],
+                coef: VoteScore) -> dict[str, float]:
+    """Group key -> its `vote_score` (module docstring), in first-seen order."""
+    weights = [c.weight() for c in cands]
+    if any(w < 0 or not math.isfinite(w) for w in weights):
+        raise ValueError(f"vote weights must be finite and >= 0; got {weights}")
+    valid = [i for i, k in enumerate(keys) if k is not None]
+    finished = [i for i in valid if not cands[i].truncated]
+    top_w = max((weights[i] for i in valid), default=0.0)
+    members: dict[str, list[int]] = {}
+    for i in valid:
+        members.setdefault(keys[i], []).append(i)  # type: ignore[arg-type]
+    out: dict[str, float] = {}
+    for k, idx in members.items():
+        conf = _median([weights[i] for i in idx]) / top_w if top_w > 0 else 0.0
+        done = sum(1 for i in idx if not cands[i].truncated)
+        out[k] = (len(idx) / len(valid) + coef.confidence * conf
+                  + coef.consensus * (done / len(finished) if finished else 0.0))
+    return out
+
+
 def select(strategy: str, candidates: Sequence[Candidate], *, judge: Judge | None = None,
-           key: Callable[[str], str | None] = default_answer_key) -> Selection:
+           key: Callable[[str], str | None] = default_answer_key,
+           vote_score: VoteScore | None = None) -> Selection:
     """Choose one answer among `candidates` with `strategy` (see the module docstring for each
     strategy, the tie-break and GenSelect's fallback). `judge` is required for genselect
-    (genselect.make_judge); `key` groups equivalent answers."""
-    if strategy not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}; got {strategy!r}")
+    (genselect.make_judge); `key` groups equivalent answers; `vote_score` sets the
+    coefficients of the vote_score strategy (default `VoteScore()`)."""
+    if strategy not in SELECTION_STRATEGIES:
+        raise ValueError(f"strategy must be one of {SELECTION_STRATEGIES}; got {strategy!r}")
     cands = list(candidates)
     keys, reps = group_answers([c.answer for c in cands], key)
     counts: dict[str, int] = {}
@@ -258,6 +331,18 @@ def select(strategy: str, candidates: Sequence[Candidate], *, judge: Judge | Non
         return Selection(strategy, cands[0].answer, 0, "greedy" if keys[0] else "greedy: no answer",
                          votes={k: float(v) for k, v in counts.items()}, counts=counts,
                          key=keys[0])
+    if strategy == "vote_score":
+        scores = vote_scores(cands, keys, vote_score or VoteScore())
+        vote = _vote_keys([k if k in scores else None for k in keys], reps,
+                          [scores[k] / counts[k] if k is not None else 0.0 for k in keys])
+        if vote.winner_key is None:
+            return Selection(strategy, None, None, "no answers", counts=counts)
+        w = vote.winner_key
+        reason = f"score {scores[w]:.3g} ({counts[w]}/{len(cands)} votes)"
+        if vote.tie:
+            reason += f", tie of {len(vote.tied)} broken by {vote.tie_break}"
+        return Selection(strategy, vote.answer, keys.index(w), reason, votes=scores,
+                         counts=counts, key=w, tie=vote.tie, tied=list(vote.tied))
     weighted = strategy == "weighted_vote"
     weights = [c.weight() for c in cands] if weighted else [1.0] * len(cands)
     if weighted and any(w < 0 or not math.isfinite(w) for w in weights):

@@ -45,6 +45,15 @@ model's: the sampled ids are cut to the shortest prefix that completes the marke
 model sampled it. An engine that leaves a matched stop string out of its ids gets it
 appended as forced tokens (mask 0).
 
+Stopping early (`should_stop`): the caller is asked after every engine step (streaming) or
+round with the rollouts that ended since it was last asked; when it says stop, every
+unfinished rollout is cancelled: its requests are aborted in the engine, a cell it is running
+is killed, and its result keeps what it had up to its last finished turn, with
+finish_reason="cancelled" (the competition solver's early stop and hard deadline use this).
+
+Entropy: when the engine returns top-k log-probs (`SamplingConfig.top_logprobs`),
+`TIRResult.entropies` holds each sampled token's entropy, in `model_token_ids` order.
+
 Limits: `max_tool_calls` blocks per rollout (after that, code fences no longer stop generation
 and a model-written ```output ends the rollout with finish_reason="max_tool_calls"),
 `max_new_tokens` model tokens per rollout in total, and `max_rounds` generate calls.
@@ -57,6 +66,7 @@ from __future__ import annotations
 import copy
 import itertools
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 
@@ -98,7 +108,8 @@ class TIRResult:
     num_code_errors: int = 0  # blocks that raised, timed out or crashed
     num_timeouts: int = 0  # blocks killed at the wall-clock limit
     tool_seconds: float = 0.0  # wall clock its code blocks took in the sandbox
-    finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
+    # stop | length | max_tool_calls | max_rounds | fake_output | cancelled (should_stop)
+    finish_reason: str = "stop"
     num_model_tokens: int = 0  # tokens the model sampled for this rollout (sum of mask)
     prompt_ids: list[int] = field(default_factory=list)  # the prompt the rollout started from
     token_ids: list[int] = field(default_factory=list)  # every token after the prompt, in order
@@ -106,6 +117,8 @@ class TIRResult:
     logprobs: list[float] | None = None  # per token: the sampler's (0.0 where mask is 0)
     segment_token_ids: list[list[int]] = field(default_factory=list)  # per segment
     cut_text: bool = False  # sampled ids past a stop marker were cut (engine ignored a stop)
+    # per sampled token (model_token_ids order): its top-k entropy; None without top-k
+    entropies: list[float] | None = None
 
     @property
     def model_text(self) -> str:
@@ -176,6 +189,7 @@ class _Rollout:
     token_ids: list[int] = field(default_factory=list)
     mask: list[int] = field(default_factory=list)
     logprobs: list[float] | None = field(default_factory=list)
+    entropies: list[float] | None = field(default_factory=list)  # of sampled tokens
     turn_start: int = 0  # where in `text` the model's current turn began (after tool output)
     calls: int = 0
     errors: int = 0
@@ -221,7 +235,8 @@ class _Rollout:
             num_model_tokens=sum(self.mask), prompt_ids=list(self.prompt_ids),
             token_ids=list(self.token_ids), mask=list(self.mask),
             logprobs=None if self.logprobs is None else list(self.logprobs),
-            segment_token_ids=[list(x) for x in self.segment_token_ids], cut_text=self.cut)
+            segment_token_ids=[list(x) for x in self.segment_token_ids], cut_text=self.cut,
+            entropies=None if self.entropies is None else list(self.entropies))
 
 
 class _Tokens:
@@ -270,6 +285,11 @@ def _step(r: _Rollout, comp, tok: _Tokens, round_stops: list[str],
     r.budget -= max(len(ids), 1)
     r.cut |= cut
     r.add(text, "model", ids, 1, lps)
+    ents = getattr(comp, "entropies", None)
+    if r.entropies is not None and ents is not None:
+        r.entropies.extend(ents[:len(ids)])
+    else:
+        r.entropies = None
     stop = comp.stop_reason
     if marker is None and comp.finish_reason == "stop" and isinstance(stop, str) \
             and stop in round_stops:  # the engine left the stop string out of its ids
@@ -332,11 +352,30 @@ def _release(r: _Rollout) -> None:
         r.session = None
 
 
+# (rollouts that ended since the last call: (flat index, result)) -> stop now?
+# Flat index = prompt index * sampling.n + sample index.
+StopCheck = Callable[[list[tuple[int, TIRResult]]], bool]
+
+
+def _cancel(engine: Engine, flat: list[_Rollout], running: dict[Future, int]) -> None:
+    """`should_stop` said stop: abort the engine's requests, kill running cells, end the rest."""
+    if isinstance(engine, StreamingEngine):
+        engine.cancel_pending()
+    for fut in running:
+        fut.cancel()  # a cell not started yet never starts
+    for r in flat:
+        if not r.done:
+            r.done, r.finish_reason, r.pending_code = True, "cancelled", None
+            if r.session is not None:
+                r.session.interrupt()
+
+
 def run_tir(engine: Engine, prompts: list[str] | list[list[int]], sampling: SamplingConfig,
-            config: TIRConfig | None = None,
-            pool: SandboxPool | None = None) -> list[list[TIRResult]]:
+            config: TIRConfig | None = None, pool: SandboxPool | None = None,
+            should_stop: StopCheck | None = None) -> list[list[TIRResult]]:
     """`sampling.n` TIR rollouts per prompt (rendered prompt texts, or their token ids);
-    returns one list of TIRResult per prompt."""
+    returns one list of TIRResult per prompt. `should_stop` (module docstring) can cancel
+    the unfinished rollouts at any engine step."""
     config = config or TIRConfig()
     tok = _Tokens(getattr(engine, "tokenizer", None))
     if prompts and isinstance(prompts[0], str):
@@ -346,7 +385,7 @@ def run_tir(engine: Engine, prompts: list[str] | list[list[int]], sampling: Samp
     prompt_ids = [list(p) for p in prompts]
     pool = pool or default_pool(config.sandbox)
     if sampling.temperature <= 0 and sampling.n > 1:  # greedy: n equal rollouts; run one
-        one = run_tir(engine, prompt_ids, replace(sampling, n=1), config, pool)
+        one = run_tir(engine, prompt_ids, replace(sampling, n=1), config, pool, should_stop)
         return [[copy.deepcopy(group[0]) for _ in range(sampling.n)] for group in one]
     total = config.max_new_tokens or sampling.max_tokens
     max_rounds = config.max_rounds or 2 * config.max_tool_calls + 4
@@ -356,7 +395,8 @@ def run_tir(engine: Engine, prompts: list[str] | list[list[int]], sampling: Samp
     loop = _run_streaming if isinstance(engine, StreamingEngine) else _run_rounds
     try:
         with ThreadPoolExecutor(max_workers=max(1, pool.size * 2)) as cells:
-            loop(engine, prompt_ids, flat, tok, sampling, config, pool, cells, max_rounds)
+            loop(engine, prompt_ids, flat, tok, sampling, config, pool, cells, max_rounds,
+                 should_stop)
     finally:
         for r in flat:
             if r.session is not None:
@@ -366,9 +406,11 @@ def run_tir(engine: Engine, prompts: list[str] | list[list[int]], sampling: Samp
 
 def _run_rounds(engine: Engine, prompts: list[list[int]], flat: list[_Rollout], tok: _Tokens,
                 sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
-                cells: ThreadPoolExecutor, max_rounds: int) -> None:
+                cells: ThreadPoolExecutor, max_rounds: int,
+                should_stop: StopCheck | None = None) -> None:
     """Engines without continuous batching: one `generate` call per round, all active rollouts."""
     user_stops = list(sampling.stop)
+    reported: set[int] = set()
     for round_idx in itertools.count():
         active = [r for r in flat if not r.done]
         if not active:
@@ -392,11 +434,18 @@ def _run_rounds(engine: Engine, prompts: list[list[int]], flat: list[_Rollout], 
             _finish_code(r, fut.result(), tok, config, max_rounds)
         for r in active:
             _release(r)
+        if should_stop is not None:
+            ended = [i for i, r in enumerate(flat) if r.done and i not in reported]
+            reported.update(ended)
+            if should_stop([(i, flat[i].result()) for i in ended]):
+                _cancel(engine, flat, {})
+                return
 
 
 def _run_streaming(engine: StreamingEngine, prompts: list[list[int]], flat: list[_Rollout],
                    tok: _Tokens, sampling: SamplingConfig, config: TIRConfig, pool: SandboxPool,
-                   cells: ThreadPoolExecutor, max_rounds: int) -> None:
+                   cells: ThreadPoolExecutor, max_rounds: int,
+                   should_stop: StopCheck | None = None) -> None:
     """Continuous batching: each rollout is its own request; when one stops at a code block,
     its code runs while the others keep decoding, and its continuation joins the running
     batch as soon as the output is back (the prefix cache serves its prompt + transcript ids).
@@ -417,14 +466,16 @@ def _run_streaming(engine: StreamingEngine, prompts: list[list[int]], flat: list
         engine.submit(f"tir-{tag}-{i}", r.context, cfg)
 
     running: dict[Future, int] = {}
+    finished: list[int] = []  # rollouts ended since should_stop was last asked
     try:
         for i in range(len(flat)):
             submit(i)
         while engine.has_pending() or running:
             if engine.has_pending():
                 ended = engine.poll()
-            else:  # only code is running: wait for it
-                wait(list(running), return_when=FIRST_COMPLETED)
+            else:  # only code is running: wait for it (should_stop is still asked often)
+                wait(list(running), timeout=None if should_stop is None else 0.05,
+                     return_when=FIRST_COMPLETED)
                 ended = []
             for request_id, comp in ended:
                 i = int(request_id.rsplit("-", 1)[1])
@@ -434,6 +485,7 @@ def _run_streaming(engine: StreamingEngine, prompts: list[list[int]], flat: list
                     running[_start_code(r, pool, cells)] = i
                 elif r.done:
                     _release(r)
+                    finished.append(i)
                 else:
                     submit(i)
             for fut in [f for f in running if f.done()]:
@@ -442,8 +494,14 @@ def _run_streaming(engine: StreamingEngine, prompts: list[list[int]], flat: list
                 _finish_code(r, fut.result(), tok, config, max_rounds)
                 if r.done:
                     _release(r)
+                    finished.append(i)
                 else:
                     submit(i)
+            if should_stop is not None:
+                if should_stop([(i, flat[i].result()) for i in finished]):
+                    _cancel(engine, flat, running)
+                    return
+                finished = []
     except BaseException:  # an error or Ctrl-C: leave no request running in the engine
         engine.cancel_pending()
         raise

@@ -164,6 +164,7 @@ class Session:
         self.namespaces: bool | None = None
         self.landlock: int | None = None
         self.closed = False
+        self._interrupted = False  # interrupt() was called: cells end at once
         self._spawn()
 
     # -- process management
@@ -243,6 +244,12 @@ class Session:
         self._data = self._status = None
         self._pidfd = self._pid = None
 
+    def interrupt(self) -> None:
+        """Cancel from any thread: a cell running in this session is killed within ~0.1 s
+        (its thread sees the flag while it waits) and every later cell returns an error at
+        once. For work nobody waits for any more; `close` is still owed by the user."""
+        self._interrupted = True
+
     def restart(self) -> None:
         """Drop all state: kill this session's processes and start a fresh one."""
         self._kill()
@@ -285,8 +292,10 @@ class Session:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return "timeout"
+            if self._interrupted:
+                return "interrupted"
             watch = [self._data] if self._status_eof else [self._data, self._status]
-            r, _, _ = select.select(watch, [], [], remaining)
+            r, _, _ = select.select(watch, [], [], min(remaining, 0.1))
             if self._data in r:  # data first: a result written just before dying still counts
                 chunk = self._data.recv(1 << 20)
                 if not chunk:
@@ -305,6 +314,9 @@ class Session:
         """Run one cell in this session; never raises for anything the cell does."""
         if self.closed:
             raise RuntimeError("Session.run() on a closed session; open a new pool.session()")
+        if self._interrupted:
+            return ExecResult("Interrupted: the caller cancelled this session.", ok=False,
+                              error="interrupted")
         if self._data is None:
             self._spawn()
         failed = self._wait_ready()
@@ -357,6 +369,10 @@ class Session:
                     "session restarted (variables from earlier cells are gone).")
             return ExecResult(text, ok=False, timed_out=True, error="TimeoutError: " + text,
                               duration_s=dt, restarted=True)
+        if msg == "interrupted":
+            self._kill()
+            return ExecResult("Interrupted: the caller cancelled this session.", ok=False,
+                              error="interrupted", duration_s=dt, restarted=True)
         if msg in ("dead", "protocol"):
             code_ = self._exit_code if self._exit_code is not None else -1
             why = (_death_message(code_, cfg) if msg == "dead"

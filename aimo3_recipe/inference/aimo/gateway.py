@@ -1,0 +1,174 @@
+"""A local stand-in for Kaggle's gateway: run `predict` over a CSV, write submission.parquet,
+score it, and the two-run penalised score.
+
+The CSV has `id,problem` and optionally `answer`. Problems go to `predict` one at a time as
+one-row Series (polars when installed, as on Kaggle; else pandas), in the file's order or
+shuffled (the public set comes shuffled). `submission.parquet` gets `id,answer` in the
+order answered. With answers, the score is the number right; with `runs=2` the whole set is
+run twice by two fresh solvers (the private set is run twice) and each problem scores 1
+(both runs right), 0.5 (one) or 0, the competition's penalised accuracy.
+
+`serve_kaggle(predict, csv)` hands `predict` to `kaggle_evaluation` when it is importable
+(the competition image): `.serve()` under KAGGLE_IS_COMPETITION_RERUN, else its own
+`.run_local_gateway((csv,))`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aimo3_recipe.exceptions import DatasetError, MissingDependencyError
+
+
+@dataclass
+class Problem:
+    id: str
+    problem: str
+    answer: int | None = None  # the reference answer, when the CSV has one
+
+
+def read_problems(path: str | Path) -> list[Problem]:
+    """Rows of a CSV with `id,problem[,answer]` (answers must be integers)."""
+    p = Path(path)
+    if not p.is_file():
+        raise DatasetError(f"problems CSV not found: {p}")
+    with p.open(newline="") as f:
+        reader = csv.DictReader(f)
+        cols = set(reader.fieldnames or [])
+        if not {"id", "problem"} <= cols:
+            raise DatasetError(f"{p} needs columns id,problem[,answer]; got {sorted(cols)}")
+        out = []
+        for row in reader:
+            ans = (row.get("answer") or "").strip()
+            try:
+                ref = int(ans) if ans else None
+            except ValueError:
+                raise DatasetError(f"{p}: answer of id {row['id']!r} is not an integer: "
+                                   f"{ans!r}") from None
+            out.append(Problem(str(row["id"]), row["problem"], ref))
+    return out
+
+
+def _series(name: str, value: Any) -> Any:
+    """A one-row Series as Kaggle sends it (polars), else pandas."""
+    try:
+        import polars as pl
+
+        return pl.Series(name, [value])
+    except ImportError:
+        import pandas as pd
+
+        return pd.Series([value], name=name)
+
+
+def _frame_answer(frame: Any) -> tuple[str, int]:
+    """(id, answer) of predict's one-row frame, checked (polars or pandas)."""
+    cols = list(frame.columns)
+    if cols[:2] != ["id", "answer"] and set(cols) != {"id", "answer"}:
+        raise ValueError(f"predict must return a frame with columns id, answer; got {cols}")
+    if len(frame) != 1:
+        raise ValueError(f"predict must return one row; got {len(frame)}")
+    rows = frame.to_dicts() if hasattr(frame, "to_dicts") else frame.to_dict("records")
+    ans = int(rows[0]["answer"])
+    if not 0 <= ans <= 99999:
+        raise ValueError(f"predict returned answer {ans}, outside 0..99999")
+    return str(rows[0]["id"]), ans
+
+
+def penalised_score(correct_runs: list[list[bool]]) -> float:
+    """Two-run scoring: per problem 1 (right in every run), 0.5 (in some), 0 (in none), summed.
+    `correct_runs`: one list of per-problem booleans per run, same problem order."""
+    if not correct_runs:
+        return 0.0
+    total = 0.0
+    for per_problem in zip(*correct_runs):
+        k = sum(per_problem)
+        total += 1.0 if k == len(per_problem) else (0.5 if k else 0.0)
+    return total
+
+
+@dataclass
+class GatewayReport:
+    problems: int  # rows in the CSV
+    runs: int  # times the set was run
+    answers: list[dict[str, Any]]  # per run and problem: run, id, answer, reference, correct
+    valid_answers: int  # answers that were integers in 0..99999 (all runs)
+    seconds: list[float]  # wall seconds per run
+    scores: list[int | None] = field(default_factory=list)  # right answers per run (None: no refs)
+    penalised: float | None = None  # two-run score (runs == 2 with answers)
+    submission: str = ""  # path of submission.parquet (the last run's)
+
+
+def run_local_gateway(problems_csv: str | Path, make_predict: Callable[[int], Callable],
+                      out_dir: str | Path, *, runs: int = 1, shuffle_seed: int | None = None,
+                      after_run: Callable[[int, Callable], None] | None = None) -> GatewayReport:
+    """Run `make_predict(run)` (a fresh predict per run) over the CSV `runs` times; write
+    `out_dir/submission.parquet` (the last run) and `out_dir/gateway.json`. `after_run(run,
+    predict)` is called after each run (the CLI closes the solver there)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    problems = read_problems(problems_csv)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    seconds: list[float] = []
+    correct_runs: list[list[bool]] = []
+    has_refs = all(p.answer is not None for p in problems) and bool(problems)
+    sub_path = out / "submission.parquet"
+    for run in range(runs):
+        order = list(problems)
+        if shuffle_seed is not None:
+            random.Random(shuffle_seed + run).shuffle(order)
+        predict = make_predict(run)
+        t0 = time.monotonic()
+        got: dict[str, int] = {}
+        answered: list[tuple[str, int]] = []
+        for p in order:
+            pid, ans = _frame_answer(predict(_series("id", p.id), _series("problem", p.problem)))
+            if pid != p.id:
+                raise ValueError(f"predict answered id {pid!r} for problem {p.id!r}")
+            got[p.id] = ans
+            answered.append((pid, ans))
+        seconds.append(round(time.monotonic() - t0, 3))
+        if after_run is not None:
+            after_run(run, predict)
+        pq.write_table(pa.table({"id": [a for a, _ in answered],
+                                 "answer": pa.array([b for _, b in answered], pa.int64())}),
+                       sub_path)
+        correct = [got[p.id] == p.answer for p in problems] if has_refs else []
+        correct_runs.append(correct)
+        for p in problems:
+            rows.append({"run": run, "id": p.id, "answer": got[p.id], "reference": p.answer,
+                         "correct": (got[p.id] == p.answer) if p.answer is not None else None})
+    report = GatewayReport(
+        problems=len(problems), runs=runs, answers=rows,
+        valid_answers=sum(0 <= r["answer"] <= 99999 for r in rows), seconds=seconds,
+        scores=[sum(c) for c in correct_runs] if has_refs else [None] * runs,
+        penalised=penalised_score(correct_runs) if has_refs and runs == 2 else None,
+        submission=str(sub_path))
+    (out / "gateway.json").write_text(json.dumps(asdict(report), indent=2))
+    return report
+
+
+def serve_kaggle(predict: Callable, problems_csv: str | Path) -> None:
+    """Kaggle's own server around `predict` (the competition image has `kaggle_evaluation`)."""
+    try:
+        from kaggle_evaluation import aimo_3_inference_server as server_mod  # type: ignore
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"`kaggle_evaluation` is not importable ({e}): it exists only in the competition "
+            "notebook; run `aimo3 kaggle gateway` for the local stand-in") from e
+    server = server_mod.AIMO3InferenceServer(predict)
+    if os.getenv("KAGGLE_IS_COMPETITION_RERUN"):
+        server.serve()
+    else:
+        server.run_local_gateway((str(problems_csv),))
