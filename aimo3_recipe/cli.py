@@ -1,5 +1,5 @@
-"""The `aimo3` console script: `aimo3 train|eval|generate|demo ...` forwards to the modules'
-own command lines (`python -m aimo3_recipe.<module>` works the same)."""
+"""The `aimo3` console script: `aimo3 train|eval|generate|demo|kaggle ...` forwards to the
+modules' own command lines (`python -m aimo3_recipe.<module>` works the same)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "eval": ("aimo3_recipe.evaluation.evaluate", "evaluate a model on a benchmark"),
     "generate": ("aimo3_recipe.inference.generate", "solve one problem with a strategy"),
     "demo": ("aimo3_recipe.demo", "run the demo on the embedded default model"),
+    "kaggle": ("aimo3_recipe.inference.aimo.cli", "AIMO3 solver: gateway, predict, serve"),
 }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aimo3_recipe.inference.engine import Completion, SamplingConfig, TextPrompts
 
@@ -358,3 +359,69 @@ class StreamingScriptedTIREngine(ScriptedTIREngine):
     def cancel_pending(self) -> None:
         self.cancelled = sorted(self.pending)
         self.pending.clear()
+
+
+class ClockedScriptEngine:
+    """A `StreamingEngine` on a simulated clock (the competition solver's scheduling tests).
+    `plans[key][i]` is a list of turns (text, steps) for attempt i of the problem whose
+    text contains `key`: turn k is what it writes after its k-th tool output, returned
+    `steps` decode steps after it was submitted. Each `poll` is one decode step and
+    advances `clock` (a `SimClock`) by `step_s`; with `top_logprobs` every token gets the
+    top-2 log-probs (-0.1, -2.5). `cancelled` lists the requests aborted by cancel_pending."""
+
+    def __init__(self, clock: Any, plans: dict[str, list[list[tuple[str, int]]]],
+                 step_s: float = 1.0, real_sleep_s: float = 0.0) -> None:
+        self.tokenizer = CharTokenizer()
+        self.clock, self.plans, self.step_s = clock, plans, step_s
+        self.real_sleep_s = real_sleep_s  # real seconds per step (only where cells must run)
+        self.pending: dict[str, list] = {}
+        self.cancelled: list[str] = []
+        self.submitted: list[str] = []
+        self.polls = 0
+
+    def _plan(self, prompt: str, i: int) -> tuple[str, int]:
+        for key, attempts in self.plans.items():
+            if key in prompt:
+                turns = attempts[i]
+                done = prompt.split(key, 1)[1].count("```output")  # tool outputs so far
+                return turns[min(done, len(turns) - 1)]
+        raise KeyError(prompt[-80:])
+
+    def submit(self, request_id, prompt_ids, config) -> None:
+        prompt = self.tokenizer.decode(prompt_ids)
+        text, steps = self._plan(prompt, int(request_id.rsplit("-", 1)[1]))
+        text = text[: config.max_tokens]
+        ids = [ord(c) for c in text]
+        top = [[-0.1, -2.5]] * len(ids) if config.top_logprobs else None
+        stop = next((s for s in config.stop if text.endswith(s)), None)
+        comp = Completion(text, ids, [-0.1] * len(ids), "stop", stop, top_logprobs=top)
+        self.pending[request_id] = [comp, max(1, steps)]
+        self.submitted.append(request_id)
+
+    def poll(self):
+        self.polls += 1
+        self.clock.advance(self.step_s)
+        if self.real_sleep_s:
+            import time
+
+            time.sleep(self.real_sleep_s)
+        ended = []
+        for rid, entry in list(self.pending.items()):
+            entry[1] -= 1
+            if entry[1] <= 0:
+                ended.append((rid, entry[0]))
+                del self.pending[rid]
+        return ended
+
+    def has_pending(self) -> bool:
+        return bool(self.pending)
+
+    def cancel_pending(self) -> None:
+        self.cancelled.extend(sorted(self.pending))
+        self.pending.clear()
+
+    def generate_tokens(self, prompts, config):  # a StreamingEngine is also an Engine
+        raise AssertionError("the solver streams; generate_tokens is not used")
+
+    def generate(self, prompts, config):
+        raise AssertionError("the solver streams; generate is not used")

@@ -172,3 +172,33 @@ def serve_kaggle(predict: Callable, problems_csv: str | Path) -> None:
         server.serve()
     else:
         server.run_local_gateway((str(problems_csv),))
+
+
+def run_solver(config: Any, problems_csv: str | Path, out_dir: str | Path, *, runs: int = 1,
+               shuffle_seed: int | None = None, engine: Any = None,
+               clock: Any = None) -> tuple[GatewayReport, list[dict[str, Any]]]:
+    """The local gateway over our solver: a fresh `AIMOSolver` per run (its own clock and
+    log, `out_dir/run<k>/`), one engine shared by all runs (loaded once, by the first run's
+    first problem, unless given). Returns the report and each run's solver summary."""
+    from dataclasses import replace
+
+    from aimo3_recipe.inference.aimo.solver import AIMOSolver
+
+    refs = {p.id: p.answer for p in read_problems(problems_csv) if p.answer is not None}
+    solvers: list[AIMOSolver] = []
+    summaries: list[dict[str, Any]] = []
+
+    def make_predict(run: int) -> Callable:
+        log_dir = str(Path(out_dir) / f"run{run}")
+        shared = solvers[0].engine if solvers else engine
+        solver = AIMOSolver(replace(config, log_dir=log_dir), shared, clock=clock)
+        solver.references = dict(refs)  # type: ignore[arg-type]
+        solvers.append(solver)
+        return solver.predict
+
+    def after_run(run: int, predict: Callable) -> None:
+        summaries.append(solvers[run].close())
+
+    report = run_local_gateway(problems_csv, make_predict, out_dir, runs=runs,
+                               shuffle_seed=shuffle_seed, after_run=after_run)
+    return report, summaries
