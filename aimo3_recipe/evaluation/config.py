@@ -34,6 +34,7 @@ class EvalConfig:
     grade_timeout: float = 2.0  # seconds per answer comparison before it counts as wrong
     regrade: bool = False  # grade the stored completions again with the current grader
     tir_max_calls: int = 4  # code executions per TIR completion
+    mode: str | None = None  # prompts of every pass: cot | tir (None: benchmark.s; --strategy tir: tir)
     progress: bool | None = None  # progress bar; None: only when stderr is a terminal
 
     def __post_init__(self) -> None:

@@ -65,10 +65,10 @@ def plan_passes(config: EvalConfig, bench: Benchmark) -> list[Pass]:
     logprobs = config.strategy in ("weighted_vote", "genselect")
     passes = []
     if config.strategy == "greedy" or config.include_greedy:
-        passes.append(Pass("greedy", bench.mode, SamplingConfig(
+        passes.append(Pass("greedy", config.mode or bench.mode, SamplingConfig(
             n=1, temperature=0.0, max_tokens=max_tokens, logprobs=False)))
     if config.strategy != "greedy" or config.num_samples > 1:
-        mode = "tir" if config.strategy == "tir" else bench.mode
+        mode = config.mode or ("tir" if config.strategy == "tir" else bench.mode)
         passes.append(Pass("sampled", mode, SamplingConfig(
             n=config.num_samples, temperature=config.temperature, top_p=config.top_p,
             max_tokens=max_tokens, logprobs=logprobs)))
@@ -86,6 +86,8 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--strategy must be one of {STRATEGIES}; got {config.strategy!r}")
     if config.num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1; got {config.num_samples}")
+    if config.mode not in (None, "cot", "tir"):
+        raise ConfigError(f"--mode must be cot or tir; got {config.mode!r}")
     if config.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1; got {config.batch_size}")
     if config.max_new_tokens is not None and config.max_new_tokens < 1:
@@ -113,7 +115,7 @@ def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingC
     from aimo3_recipe.inference.tir_executor import TIRConfig, run_tir
 
     results = run_tir(engine, prompts, sampling, TIRConfig(max_tool_calls=config.tir_max_calls))
-    return [[(Completion(text=r.text, token_ids=r.token_ids, logprobs=r.logprobs,
+    return [[(Completion(text=r.text, token_ids=r.model_token_ids, logprobs=r.model_logprobs,
                          finish_reason=r.finish_reason),
               {"code_calls": r.num_code_calls, "code_errors": r.num_code_errors,
                "code_timeouts": r.num_timeouts, "finish_reason": r.finish_reason})
@@ -238,7 +240,7 @@ def run_key(config: EvalConfig, bench: Benchmark) -> dict[str, Any]:
     """What must match for samples.jsonl to be resumed (max_problems may grow)."""
     keep = ("model", "benchmark", "data_file", "strategy", "num_samples", "max_new_tokens",
             "temperature", "top_p", "use_vllm", "batch_size", "seed", "include_greedy",
-            "tir_max_calls")
+            "tir_max_calls", "mode")
     return {"benchmark_name": bench.name, **{k: getattr(config, k) for k in keep}}
 
 

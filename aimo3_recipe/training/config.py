@@ -78,7 +78,16 @@ class SFTConfig(SFTFields, LoraFields, DataFields, LocalRunFields):
 
 
 @dataclass
-class TrainConfig(RLFields, SFTConfig):
+class PipelineFields:
+    """`--stage full` only: the held-out comparison of the base model and every stage."""
+
+    pipeline_eval_problems: int = 100  # held-out problems each model answers (0: no comparison)
+    pipeline_sc: int = 4  # samples per problem for the SC@N column
+    pipeline_eval_tokens: int = 384  # generation length of the comparison
+
+
+@dataclass
+class TrainConfig(PipelineFields, RLFields, SFTConfig):
     """The config of `python -m aimo3_recipe.training.train`: the SFT stages' fields and the RL
     stage's (`--stage full` runs both). Defaults are the recipe's (SFT lr 2e-5, LoRA rank 64,
     max length 4096, 3 epochs; RL lr 1e-6, 16 rollouts per problem, temperature 0.7)."""

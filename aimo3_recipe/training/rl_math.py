@@ -75,12 +75,12 @@ def _load(name: str | None, max_samples: int | None, seed: int) -> list[MathReco
 
 
 def held_out(train: Sequence[MathRecord], n: int, seed: int) -> list[MathRecord]:
-    """`n` generated problems that are not in `train` (another seed, exact texts excluded)."""
-    from aimo3_recipe.data.synthetic import generate_synthetic
+    """`n` held-out problems (data/heldout.py: the generator's skills in phrasings it never
+    uses), none of them in `train`."""
+    from aimo3_recipe.data.heldout import held_out_problems
 
     seen = {r.problem for r in train}
-    pool = generate_synthetic(n * 2 + 16, seed=seed + 10_007)
-    return [r for r in pool if r.problem not in seen][:n]
+    return [r for r in held_out_problems(n + 16, seed=seed) if r.problem not in seen][:n]
 
 
 class RLMathTrainer:

@@ -55,10 +55,9 @@ def main(config: TrainConfig, given: Collection[str] | None = None) -> Path:
     check_stage_fields(config, given)
     if config.stage != "full":
         return run_stage(config.stage, config)
-    model = config.base_model
-    for stage in ("cot", "tir", "rl"):
-        model = str(run_stage(stage, dataclasses.replace(config, base_model=model)))
-    return Path(model)
+    from aimo3_recipe.training.pipeline import run_full
+
+    return run_full(config, run_stage)
 
 
 def cli(argv: list[str] | None = None) -> int:

@@ -1,0 +1,123 @@
+"""`--stage full`: base model -> SFT-CoT -> SFT-TIR -> RL, then every model measured.
+
+Each stage starts from the previous stage's model and writes `<output_dir>/<stage>/`; a stage
+that finished is recorded in `<output_dir>/pipeline.json` (its model folder and wall time) and
+skipped when the command is run again, and an interrupted stage resumes from its own
+checkpoint. At the end the base model and each stage's model answer the same held-out
+problems (data/heldout.py: the generator's skills in phrasings it never uses), greedy and
+SC@N, in CoT format before TIR training and in TIR format after it, through the evaluation
+harness (evaluation/evaluate.py, one engine reused for all four models). The comparison goes
+to the terminal, `<output_dir>/report.md`, `results.json` and PNG plots (plots.py).
+
+Nothing here is specific to the CPU demo: `configs/cpu_demo.yaml` is a set of overrides, and
+the same command with a 14B model on GPUs is the real recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from aimo3_recipe.utils.notice import notice
+
+STAGE_ORDER = ("cot", "tir", "rl")
+EVAL_MODE = {"base": "cot", "cot": "cot", "tir": "tir", "rl": "tir"}  # prompt format per model
+
+
+def _record_path(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "pipeline.json"
+
+
+def load_record(output_dir: str | Path) -> dict[str, Any]:
+    path = _record_path(output_dir)
+    return json.loads(path.read_text()) if path.is_file() else {"stages": {}}
+
+
+def _save_record(output_dir: str | Path, record: dict[str, Any]) -> None:
+    path = _record_path(output_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=2) + "\n")
+    tmp.replace(path)  # atomic: a kill never leaves half a record
+
+
+def _finished(entry: dict[str, Any] | None) -> bool:
+    return bool(entry) and entry.get("status") == "done" and \
+        (Path(entry["model"]) / "config.json").is_file()
+
+
+def run_full(config, run_stage) -> Path:
+    """Run the stages not finished yet, then the evaluation; returns the final model folder.
+    `run_stage(stage, config) -> Path` runs one stage (train.py's)."""
+    out = Path(config.output_dir)
+    record = load_record(out)
+    record["base_model"] = config.base_model
+    model = config.base_model
+    for i, stage in enumerate(STAGE_ORDER, 1):
+        entry = record["stages"].get(stage)
+        if _finished(entry):
+            notice(f"[full {i}/3] {stage}: finished in an earlier run "
+                   f"({entry['seconds']:.0f} s) -> {entry['model']}; skipped")
+            model = entry["model"]
+            continue
+        notice(f"[full {i}/3] {stage}: starting from {model}")
+        t0 = time.time()
+        done = run_stage(stage, dataclasses.replace(config, base_model=str(model)))
+        spent = time.time() - t0 + (entry or {}).get("seconds_before_resume", 0.0)
+        record["stages"][stage] = {"status": "done", "model": str(done), "seconds": spent}
+        _save_record(out, record)
+        model = str(done)
+    if config.pipeline_eval_problems > 0:
+        evaluate_stages(config, record)
+    return Path(model)
+
+
+def evaluate_stages(config, record: dict[str, Any]) -> dict[str, Any]:
+    """Held-out accuracy of the base model and every stage's; writes report.md, plots."""
+    from aimo3_recipe.data.heldout import held_out_problems
+    from aimo3_recipe.training.pipeline_report import write_pipeline_report
+
+    out = Path(config.output_dir)
+    bench = out / "eval" / "heldout.jsonl"
+    bench.parent.mkdir(parents=True, exist_ok=True)
+    problems = held_out_problems(config.pipeline_eval_problems, seed=config.seed + 1)
+    bench.write_text("".join(json.dumps({"problem": p.problem, "answer": p.answer,
+                                         "subject": p.metadata["kind"]}) + "\n"
+                             for p in problems))
+    models = {"base": record["base_model"]}
+    models.update({s: record["stages"][s]["model"] for s in STAGE_ORDER if s in record["stages"]})
+    results: dict[str, Any] = {}
+    engine = None
+    t0 = time.time()
+    for name, path in models.items():
+        notice(f"[full eval] {name}: {path} ({EVAL_MODE[name]}, greedy + SC@{config.pipeline_sc})")
+        res, engine = _evaluate_one(config, name, path, bench, engine)
+        results[name] = res
+    summary = write_pipeline_report(out, config, record, results, time.time() - t0)
+    return summary
+
+
+def _evaluate_one(config, name: str, model: str, bench: Path, engine):
+    """One model through the evaluation harness. A vLLM engine (started once, ~1 min on CPU)
+    is reused by reloading the next model's weights; the transformers engine is rebuilt."""
+    from aimo3_recipe.evaluation.config import EvalConfig
+    from aimo3_recipe.evaluation.evaluate import build_engine
+    from aimo3_recipe.evaluation.evaluate import main as evaluate
+    from aimo3_recipe.inference.hf_engine import HFEngine
+    from aimo3_recipe.models import resolve_model_path
+
+    cfg = EvalConfig(model=str(model), benchmark=str(bench),
+                     strategy="majority_vote" if EVAL_MODE[name] == "cot" else "tir",
+                     mode=EVAL_MODE[name], num_samples=config.pipeline_sc,
+                     max_new_tokens=config.pipeline_eval_tokens, temperature=0.7, top_p=1.0,
+                     use_vllm=config.use_vllm, device=config.device, seed=config.seed,
+                     output_dir=str(Path(config.output_dir) / "eval" / name),
+                     bootstrap_resamples=500)
+    if engine is None or isinstance(engine, HFEngine):
+        engine = build_engine(cfg, config.pipeline_eval_tokens)
+    else:
+        engine.reload_weights(resolve_model_path(model))
+    return evaluate(cfg, engine=engine), engine
