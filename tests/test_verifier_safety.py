@@ -23,8 +23,8 @@ from aimo3_recipe.grader import (
 from aimo3_recipe.grader import equivalence, worker_pool
 from aimo3_recipe.grader.worker_pool import WorkerTimeout, get_pool
 
-# needs the sympy worker: our mpmath fast path leaves x^{2/3} vs cbrt(x)^2 to sympy
-SYMPY_PAIR = ("\\frac{1}{3x^{2/3}}", "\\frac{1}{3\\sqrt[3]{x}^2}")
+# needs the sympy worker: our mpmath fast path does not evaluate integrals
+SYMPY_PAIR = ("\\int_{0}^{1} x^{2} \\, dx", "\\frac{1}{3}")
 MIXED = [
     ("0.5", "\\frac12", True),
     ("2\\sqrt3", "\\sqrt{12}", True),

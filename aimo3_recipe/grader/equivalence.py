@@ -35,8 +35,10 @@ from aimo3_recipe.grader.normalize import (
     Number,
     clean_latex,
     compact,
+    decimal_comma,
     format_fraction,
     parse_number,
+    split_modulus,
 )
 from aimo3_recipe.grader.structure import (
     Node,
@@ -53,11 +55,29 @@ MAX_SYMPY_CHARS = 400  # atoms longer than this are compared as strings only
 STATUSES = ("ok", "timeout", "too_complex", "error")
 
 
-class _Ctx:
-    """Per-call deadline and what went wrong on the way (each makes a False verdict unsure)."""
+# the problem asks for the answers in an order: bare lists are then compared in order
+_ORDER_WORDS = re.compile(
+    r"\b(?:respectively|in (?:that|this|the same|the given|the following|increasing|decreasing|"
+    r"ascending|descending|alphabetical|numerical) order|in order|ordered (?:list|triple|tuple|"
+    r"sequence)|from (?:least|smallest|lowest|greatest|largest|highest) to)\b",
+    re.IGNORECASE,
+)
+# the problem is about intervals: `(2, 3)` is then an interval, not a point
+_INTERVAL_WORDS = re.compile(
+    r"interval|inequalit|\bdomain\b|\brange\b|for (?:what|which) (?:real )?(?:values|numbers|x)"
+    r"|all (?:real )?(?:values|numbers) of|solution set",
+    re.IGNORECASE,
+)
 
-    def __init__(self, timeout: float) -> None:
+
+class _Ctx:
+    """Per-call deadline, what the problem says about order and intervals, and what went
+    wrong on the way (each makes a False verdict unsure)."""
+
+    def __init__(self, timeout: float, problem: str | None = None) -> None:
         self.deadline = time.monotonic() + timeout
+        self.ordered = bool(problem and _ORDER_WORDS.search(problem))
+        self.interval_context = bool(problem and _INTERVAL_WORDS.search(problem))
         self.timed_out = False  # a sympy call or the set matching hit the deadline
         self.refused = False  # an atom was refused by the complexity guard
         self.worker_error = False  # the sympy worker crashed or could not start
@@ -86,6 +106,14 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
         p = as_interval(drop_lhs(p, computed=True))
     if r.kind == "rel" and p.kind != "rel":
         r = as_interval(drop_lhs(r))
+    named = _named_values(p), _named_values(r)
+    if named[0] is not None and named[1] is not None and set(named[0]) == set(named[1]):
+        # a = 1, b = 2 vs b = 2, a = 1: the names pair the values, whatever the order
+        return all(nodes_equal(named[0][k], named[1][k], ctx) for k in named[0])
+    if p.kind == "list" and r.kind == "union":  # x < 2 or x > 3 vs a union of intervals
+        p = _as_union(p)
+    if r.kind == "list" and p.kind == "union":
+        r = _as_union(r)
     if (p.kind, r.kind) in (("matrix", "atom"), ("atom", "matrix")):
         atom = p if p.kind == "atom" else r
         if "\\begin" not in atom.text:
@@ -103,6 +131,11 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
     if p.kind == "rel" and r.kind == "rel":
         return _relations_equal(p, r, ctx)
     if p.kind == "seq" and r.kind == "seq":
+        if p.interval and not r.interval and not ctx.interval_context:
+            # 2 < x < 3 vs a reference (2, 3): that may be a point (docs/verifier.md); a
+            # reference inequality is surely an interval, so the other way round is fine
+            if r.text == "()" and not any(_inf_key(i.text) for i in r.items if i.kind == "atom"):
+                return False
         return p.text == r.text and _ordered(p.items, r.items, ctx)
     if p.kind == "list" and r.kind == "atom" and len({_node_key(i) for i in p.items}) == 1:
         return nodes_equal(
@@ -111,6 +144,8 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
     if {p.kind, r.kind} == {"seq", "list"}:
         seq = p if p.kind == "seq" else r
         return seq.text == "()" and _ordered(p.items, r.items, ctx)
+    if p.kind == "list" and r.kind == "list" and ctx.ordered:
+        return _ordered(p.items, r.items, ctx)  # the problem asks for an order
     if p.kind in ("set", "list") and r.kind in ("set", "list"):
         return _unordered(p.items, r.items, ctx)
     if p.kind == "union" and r.kind == "union":
@@ -131,6 +166,26 @@ def nodes_equal(p: Node, r: Node, ctx: _Ctx) -> bool:
             return False
         return _ordered(flat, seq.items, ctx)
     return False
+
+
+def _named_values(n: Node) -> dict[str, Node] | None:
+    """{name: value} of a list of `name = value` items with distinct names, else None."""
+    if n.kind != "list":
+        return None
+    out: dict[str, Node] = {}
+    for item in n.items:
+        if item.kind != "rel" or item.text != "=" or drop_lhs(item) is item:
+            return None
+        out[compact(item.items[0].text)] = drop_lhs(item)
+    return out if len(out) == len(n.items) > 1 else None
+
+
+def _as_union(n: Node) -> Node:
+    """A list whose items are all intervals (`x < 2, x > 3`) as their union; else unchanged."""
+    items = tuple(as_interval(i) for i in n.items)
+    if all(i.kind == "seq" and i.interval for i in items):
+        return Node("union", "", items)
+    return n
 
 
 def _ordered(a: tuple, b: tuple, ctx: _Ctx) -> bool:
@@ -194,7 +249,9 @@ _FUNC_WORDS = set(  # words in maths answers that are not text answers
 )
 _WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{3,}")
 _CHOICE = re.compile(r"\(?([A-E])\)?")
-_CHOICE_PRED = re.compile(r"\(?([A-Ea-e])\)(?:\s.*)?|([A-E])(?:[.:)]\s.*)?", re.DOTALL)
+_CHOICE_PRED = re.compile(
+    r"\(?([A-Ea-e])\)(?:[\s,.;:].*)?|([A-E])(?:[.:),;]?(?:\s.*)?)?", re.DOTALL
+)
 
 
 def _is_text(s: str) -> bool:
@@ -339,10 +396,12 @@ def _sympy(req: dict, ctx: _Ctx) -> dict:
 # ---------------------------------------------------------------- entry points
 
 
-def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, str]:
+def compare(pred: str, ref: str, timeout: float = 2.0,
+            problem: str | None = None) -> tuple[bool, str]:
     """(equal, status) for a raw predicted answer and a raw reference answer; status is one of
-    STATUSES (see the module docstring)."""
-    ctx = _Ctx(timeout)
+    STATUSES (see the module docstring). `problem` (optional) decides whether bare lists are
+    ordered and whether `(2, 3)` is an interval (docs/verifier.md)."""
+    ctx = _Ctx(timeout, problem)
     if len(pred) > MAX_ANSWER_CHARS or len(ref) > MAX_ANSWER_CHARS:
         equal = compact(pred) == compact(ref)
         return equal, "ok" if equal else "too_complex"
@@ -353,16 +412,71 @@ def compare(pred: str, ref: str, timeout: float = 2.0) -> tuple[bool, str]:
         return True, "ok"
     mr = _CHOICE.fullmatch(r)
     if mr:
-        mp = _CHOICE_PRED.fullmatch(p)
-        letter = (mp.group(1) or mp.group(2)).upper() if mp else None
-        if mp and re.search(r"(?<![A-Za-z])\(?[A-E]\)?(?![A-Za-z])", p[mp.end(1) + 1 :]):
-            letter = None  # "(C) or (D)": a hedge is no answer
-        return letter == mr.group(1), "ok"
+        return _choice_letter(p) == mr.group(1), "ok"
+    p_mod = _modulus_equal(p, r)
+    if p_mod is None:
+        return False, "ok"  # different residues
+    p, r = p_mod
+    p, r = _single_number_readings(p, r), _single_number_readings(r, p)
+    if compact(p) == compact(r):
+        return True, "ok"
     try:
         ok = nodes_equal(parse_structure(p), parse_structure(r), ctx)
     except RecursionError:
         ok, ctx.refused = False, True
     return ok, ctx.status(ok)
+
+
+def _choice_letter(p: str) -> str | None:
+    """The option a prediction names: `(C)`, `C`, `C) 12`, `A. Because B is not valid` (a
+    later letter in prose is no second answer), None for a hedge (`(C) or (D)`, `B, C`)."""
+    mp = _CHOICE_PRED.fullmatch(p)
+    if not mp:
+        return None
+    group = 1 if mp.group(1) else 2
+    letter = mp.group(group).upper()
+    if re.match(r"\)?\s*(?:,|/|&|\bor\b|\band\b)\s*\(?[A-Ea-e]\)?(?![A-Za-z])",
+                p[mp.end(group) :]):
+        return None  # "(C) or (D)": a hedge is no answer
+    return letter
+
+
+def _modulus_equal(p: str, r: str) -> tuple[str, str] | None:
+    """Answers carrying a modulus (`42 \\pmod{1000}`, `42 (mod 1000)`): with the same modulus
+    on both sides, or a residue 0 <= r < m as the reference, both become the residue of the
+    prediction; None when the residues differ."""
+    (pb, pm), (rb, rm) = split_modulus(p), split_modulus(r)
+    if pm is None and rm is None:
+        return p, r
+    m = pm or rm
+    if pm is not None and rm is not None and pm != rm:
+        return p, r  # different moduli: compare as written
+    pn, rn = parse_number(pb), parse_number(rb)
+    if pn is None or rn is None or pn.value.denominator != 1 or rn.value.denominator != 1:
+        return pb if pm else p, rb if rm else r
+    if rm is None and not 0 <= rn.value < m:
+        return p, r  # the reference is not a residue mod m
+    if int(pn.value) % m != int(rn.value) % m:
+        return None
+    return str(int(rn.value) % m), str(int(rn.value) % m)
+
+
+_AND_MIXED = re.compile(r"(-?\d+)\s+and\s+(\d+\s*/\s*\d+|\\frac\{\d+\}\{\d+\})")
+
+
+def _single_number_readings(s: str, other: str) -> str:
+    """Readings of `s` that only make sense when the other side is one number: a decimal
+    comma (`2,74` vs `2.74`) and a mixed number joined by "and" (`4 and 4/9` vs `40/9`).
+    Against a list the comma and the "and" separate answers."""
+    if parse_number(other) is None:
+        return s
+    dotted = decimal_comma(s)
+    if dotted is not None:
+        return dotted
+    m = _AND_MIXED.fullmatch(s)
+    if m:
+        return f"{m.group(1)} {m.group(2)}"
+    return s
 
 
 def answer_key(answer: str | None) -> str | None:

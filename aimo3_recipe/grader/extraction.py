@@ -1,9 +1,11 @@
 """Final-answer extraction: which part of a model completion is its answer.
 
 `extract_answer(completion)`: the last `\\boxed{}`/`\\fbox{}` (nested braces; a later box
-replaces an earlier one, also across `<think>`), else "The answer is ...", "**Answer:** ...",
-GSM8K `#### N`, else the last inline maths span or number. A completion whose last box is
-unclosed (cut at the token limit) has no answer. `last_box` also tells the format reward
+replaces an earlier one, also across `<think>`; boxes joined by commas/"and", or one box per
+labelled part "(a) ... (b) ...", form one answer), else "The answer is ...", "**Answer:** ...",
+"The correct option is ...", GSM8K `#### N` / `####: N`, else the last inline maths span or
+number (`42 (mod 1000)` keeps its modulus). A completion whose last box is unclosed (cut at
+the token limit) has no answer. `last_box` also tells the format reward
 whether a closed box exists. Linear time in the completion's length (tested on adversarial
 inputs of 100k characters).
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import re
 
+from aimo3_recipe.grader.normalize import decimal_comma
 from aimo3_recipe.utils.math_utils import brace_ends
 
 __all__ = ["extract_answer", "last_box"]
@@ -60,6 +63,9 @@ def last_box(text: str) -> tuple[bool, str | None]:
     content = text[c0:c1].strip() if c0 >= 0 else ""
     if not content:
         return True, None
+    by_part = _part_answers(text, boxes)
+    if by_part is not None:
+        return True, by_part
     parts = [content]
     for prev_start, prev_end, p0, p1 in reversed(boxes[:-1]):
         gap = text[prev_end:start]
@@ -74,15 +80,53 @@ def last_box(text: str) -> tuple[bool, str | None]:
     return True, ", ".join(reversed(parts))
 
 
-_ANSWER_PHRASE = re.compile(
-    r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*(?:\*\*)?\s*:|\*\*answer\*\*\s*:?)\s*(?:\*\*)?\s*:?\s*",
+# part labels of a multi-part answer: (a) (b) ..., (i) (ii) ..., Part 1, Part (b)
+_PART = re.compile(
+    r"(?:^|(?<=[\s*]))(?:\((?P<p>[a-f]|i{1,3}|iv|v|vi)\)|part\s*\(?(?P<q>[a-f]|i{1,3}|iv|v|vi|[1-6])\)?"
+    r"(?=[\s:.,)]))",
     re.IGNORECASE,
 )
-_GSM = re.compile(r"####\s*([^\n]+)")
+_PART_ORDER = ("abcdef", ["i", "ii", "iii", "iv", "v", "vi"], "123456")
+
+
+def _part_answers(text: str, boxes: list[tuple[int, int, int, int]]) -> str | None:
+    """"(a) ... \\boxed{6} (b) ... \\boxed{12}" -> "6, 12": one box per labelled part, the
+    labels in order from the first, the last box in the last part. None otherwise."""
+    if len(boxes) < 2:
+        return None
+    labels = [(m.start(), (m.group("p") or m.group("q")).lower()) for m in _PART.finditer(text)]
+    labels = [(pos, lab) for pos, lab in labels if not any(b0 <= pos < b1 for b0, b1, _, _ in boxes)]
+    if len(labels) < 2:
+        return None
+    names = [lab for _, lab in labels]
+    if not any(list(order[: len(names)]) == names for order in _PART_ORDER):
+        return None
+    answers = []
+    for k, (pos, _) in enumerate(labels):
+        end = labels[k + 1][0] if k + 1 < len(labels) else len(text)
+        inside = [(c0, c1) for b0, _, c0, c1 in boxes if pos <= b0 < end and c0 >= 0]
+        if not inside or not text[inside[-1][0] : inside[-1][1]].strip():
+            return None
+        answers.append(text[inside[-1][0] : inside[-1][1]].strip())
+    return ", ".join(answers)
+
+
+_ANSWER_PHRASE = re.compile(
+    r"(?:final\s+answer\s*(?:is|:)|the\s+answer\s+is|\banswer\s*(?:\*\*)?\s*:|\*\*answer\*\*\s*:?"
+    r"|(?:the\s+)?(?:correct\s+)?(?:choice|option)\s+is)\s*(?:\*\*)?\s*:?\s*",
+    re.IGNORECASE,
+)
+_GSM = re.compile(r"####\s*:?\s*([^\n]+)")
+# a reason after the answer: "12, since 12 = 3 * 4", "B because C fails", "D, not A"
+_REASON = re.compile(r",?\s+(?:since|because|as|which|where|not)\s", re.IGNORECASE)
+# a number that carries its modulus in prose: "42 (mod 1000)", "42 \pmod{1000}"
+_MOD_TAIL = re.compile(r"(?<![\d-])(-?\d+)\s*(?:\(\s*mod(?:ulo)?\s*(\d+)\s*\)|\\pmod\s*\{\s*(\d+)\s*\})")
 _MATH_SPAN = re.compile(
     r"\$\$(.+?)\$\$|(?<!\\)\$((?:\\\$|[^$\n])+?)(?<!\\)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL
 )
 _NUMBER = re.compile(r"(?<![A-Za-z\d.])-?\d(?:\d|,\d{3})*(?:\.\d+)?(?:\s*/\s*\d+)?(?!\d)")
+# the last number written with a decimal comma: "2,74" (not "1,2,3", not thousands "2,740")
+_COMMA_TAIL = re.compile(r"(?<![\d,.])(-?\d+),(\d+)$")
 
 
 def _after_phrase(rest: str) -> str | None:
@@ -91,11 +135,13 @@ def _after_phrase(rest: str) -> str | None:
         return None
     for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if rest.startswith(a):
-            end = rest.find(b, len(a))
-            if end > 0:
-                return rest[len(a) : end].strip() or None
+            close = re.compile(r"(?<!\\)" + re.escape(b))  # `$\$32$`: an escaped $ is no end
+            end = close.search(rest, len(a))
+            if end:
+                return rest[len(a) : end.start()].strip() or None
     m = re.match(r"(.+?)(?:\.\s|\.$|$)", rest)
     ans = (m.group(1) if m else rest).strip().rstrip(".").strip("*").strip()
+    ans = _REASON.split(ans, 1)[0].strip()
     return ans or None
 
 
@@ -132,5 +178,13 @@ def _math_or_number(tail: str) -> str | None:
         if span:
             return span
     if nums:
-        return nums[-1].group().replace(" ", "").rstrip(",")
+        mods = list(_MOD_TAIL.finditer(tail))
+        if mods and mods[-1].end() >= nums[-1].end():  # "is 42 (mod 1000)": keep the modulus
+            m = mods[-1]
+            return f"{m.group(1)} \\pmod{{{m.group(2) or m.group(3)}}}"
+        last = nums[-1]
+        comma = _COMMA_TAIL.search(tail, 0, last.end())
+        if comma and comma.start(2) == last.start() and decimal_comma(comma.group()) is not None:
+            return comma.group()  # "2,74": the caller's comparison decides how to read it
+        return last.group().replace(" ", "").rstrip(",")
     return None

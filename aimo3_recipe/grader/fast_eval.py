@@ -387,6 +387,11 @@ def _value(node: Node, env: dict):
     return v
 
 
+def _is_real(v) -> bool:
+    c = _ctx()
+    return not isinstance(v, c.mpc) or v.imag == 0
+
+
 def _rel(a, b):
     c = _ctx()
     return abs(a - b) / max(abs(a), abs(b), c.mpf(1))
@@ -441,7 +446,7 @@ def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = Non
                 side, places = rule
                 return _rounds_to(x, places, y) if side == "ref" else _rounds_to(y, places, x)
             return False if d > ne_tol else None
-        agree, branch_issue = 0, False
+        agree, branch_skips = 0, 0
         for env in _points(names):
             try:
                 x, y = _value(fa, env), _value(fb, env)
@@ -451,14 +456,18 @@ def fast_equal(a: str, b: str, a_dec: int | None = None, b_dec: int | None = Non
             if d > ne_tol:
                 if not (ba or bb) or all(v > 0 for v in env.values()):
                     return False
-                branch_issue = True  # e.g. x^{2/3} vs (cbrt x)^2 at x < 0: let sympy decide
+                if _is_real(x) and _is_real(y):
+                    return False  # both real and different: different functions (sqrt(x^2) vs x)
+                # one side complex: a branch choice (x^{2/3} on the principal branch vs
+                # cbrt(x)^2 real) at a negative point; decided where both are real
+                branch_skips += 1
                 continue
             if d > point_tol:
                 return None
             agree += 1
-        if branch_issue:
-            return None
-        return True if agree >= 4 else None
+        if agree >= 4 or (branch_skips and agree >= 3):
+            return True
+        return None
     except _ERRORS:
         return None
 

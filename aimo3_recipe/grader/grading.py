@@ -50,7 +50,7 @@ def verify(
     try:
         if aimo:
             return Verdict(aimo_equal(predicted, reference, problem), "ok")
-        equal, status = compare(predicted, reference, timeout)
+        equal, status = compare(predicted, reference, timeout, problem)
         return Verdict(equal, status)
     except Exception:  # a grader bug must not kill an RL run: False, with status "error"
         return Verdict(False, "error")

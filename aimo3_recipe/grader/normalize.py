@@ -2,10 +2,12 @@
 
 This is the verifier's fast path: most answers in maths benchmarks are integers, fractions,
 decimals or short LaTeX that become equal after cleaning, so they are decided here with no
-sympy. Limits: only + - * / ^ on rationals, `\\frac`, mixed numbers, `\\sqrt` of perfect
-squares, percentages and scientific notation are evaluated; anything else (pi, radicals,
-variables) is left to the symbolic path. Every operation is size-capped, so no input can
-make this module slow.
+sympy. Limits: only + - * / ^ on rationals, `\\frac`, mixed numbers (`2\\frac12`, `4 4/9`),
+repeating decimals (`0.\\overline{36}`), `\\sqrt` of perfect squares, percentages and
+scientific notation are evaluated; anything else (pi, radicals, variables) is left to the
+symbolic path. Every operation is size-capped, so no input can make this module slow.
+Also here: the modulus annotation of an answer (`42 \\pmod{1000}`) and the decimal-comma
+reading of a lone number (`2,74`), both used by `equivalence` (policies: docs/verifier.md).
 """
 
 from __future__ import annotations
@@ -79,10 +81,43 @@ def _fix_frac_shorthand(s: str) -> str:
     return s
 
 
+_NUMBER_WORDS = {
+    w: i for i, w in enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen "
+        "fifteen sixteen seventeen eighteen nineteen twenty".split())
+} | {"thirty": 30, "forty": 40, "fifty": 50, "sixty": 60, "seventy": 70, "eighty": 80,
+     "ninety": 90, "hundred": 100, "thousand": 1000}
+_SCALE_WORDS = {"thousand": 3, "million": 6, "billion": 9, "trillion": 12}
+_WRAPPER = re.compile(r"\\(?:boxed|fbox)\s*\{")
+
+
+def _unwrap_whole(s: str) -> str:
+    """`\\boxed{X}` and markdown `**X**` around the whole answer -> `X`."""
+    for _ in range(3):
+        t = s.strip()
+        m = _WRAPPER.match(t)
+        if m and t.endswith("}"):
+            depth, ok = 0, True
+            for i in range(m.end() - 1, len(t)):
+                depth += (t[i] == "{") - (t[i] == "}")
+                if depth == 0 and i != len(t) - 1:
+                    ok = False
+                    break
+            if ok:
+                s = t[m.end() : -1]
+                continue
+        if len(t) > 4 and t.startswith("**") and t.endswith("**") and "**" not in t[2:-2]:
+            s = t[2:-2]
+            continue
+        break
+    return s
+
+
 def clean_latex(s: str) -> str:
-    """Canonical spelling of an answer string: wrappers, spacing, text/unit/degree/currency
-    decorations removed, `\\dfrac` -> `\\frac`, thousands separators dropped."""
-    s = strip_outer_math(s)
+    """Canonical spelling of an answer string: wrappers (`$`, `\\boxed{}`, `**bold**`),
+    spacing, text/unit/degree/currency decorations removed, `\\dfrac` -> `\\frac`, thousands
+    separators dropped, number words (`twelve`, `2.5 million`) as digits."""
+    s = strip_outer_math(_unwrap_whole(strip_outer_math(s)))
     if len(s) > MAX_ANSWER_CHARS:
         return s
     s = s.replace("\u2212", "-").replace("\u00b7", "\\cdot ").replace("\u00d7", "\\times ")
@@ -111,6 +146,9 @@ def clean_latex(s: str) -> str:
     s = re.sub(r"\\(?:ge|geq|geqslant)(?![a-zA-Z])", "\\\\ge ", s)
     s = re.sub(r"\\(?:neq|ne)(?![a-zA-Z])", "\\\\ne ", s)
     s = s.replace("<=", "\\le ").replace(">=", "\\ge ").replace("!=", "\\ne ")
+    s = re.sub(r"\\equiv(?![a-zA-Z])", "=", s)  # N \equiv 42 \pmod{m}: the modulus is split later
+    s = re.sub(r"\\(?:ldots|cdots|dots)(?![a-zA-Z])|\.\.\.|\u2026", "\\\\dots ", s)
+    s = re.sub(r"\\(?:varnothing|emptyset)(?![a-zA-Z])|^\\\{\s*\\\}$", "\\\\emptyset ", s)
     # units written as text after a number: 5 \text{ cm}, 10\mbox{ dollars}
     s = re.sub(
         _TEXT_CMDS + r"\s*\{\s*(?:" + _UNIT_WORDS + r")\s*(?:\^\{?[23]\}?)?\s*\}(\s*\^\{?[23]\}?)?",
@@ -119,10 +157,17 @@ def clean_latex(s: str) -> str:
         flags=re.IGNORECASE,
     )
     s = _unwrap_cmd(s, _TEXT_CMDS)
+    # markdown bold inside an answer (**131** dollars), not Python powers (x**2)
+    s = re.sub(r"(?<![\w)}\]])\*\*(?!\s)(.+?)(?<!\s)\*\*(?![\w({\[])", r"\1", s)
+    s = re.sub(r",\s*and\s+", ", ", s)  # 3,\text{and} 4 -> 3, 4
     s = re.sub(r"\\mathbb\s*\{\s*R\s*\}", "\\\\mathbb{R}", s)
+    if re.fullmatch(r"\s*(?:\\mathbb\{R\}|all real numbers)\s*", s, re.IGNORECASE):
+        s = "(-\\infty, \\infty)"
     s = _fix_frac_shorthand(s)
     s = re.sub(r"(?<=\d)\s*(?:percentage|percent|pct)\b", "\\\\%", s)
     s = re.sub(r"\s+", " ", s).strip()
+    s = _words_to_number(s)
+    s = re.sub(r"^(-?\d+)\s*(?:st|nd|rd|th)$", r"\1", s)  # 5\mathrm{th}, 21st
     unit = _UNIT_TAIL.search(s) if re.search(r"\d", s) else None
     if (
         unit and parse_number(s[: unit.start()].strip()) is not None
@@ -142,10 +187,30 @@ def clean_latex(s: str) -> str:
     m = re.fullmatch(r"(-?[\d.,]*\d(?:\\%)?)\s+([a-zA-Z][a-zA-Z .'-]*)", s)
     if m and not re.search(r"\b(?:and|or)\b", m.group(2)):
         s = m.group(1)
-    # thousands separators in a lone number: 12,345 / 1,234,567.5 (not "1, 2")
-    if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", s):
+    # thousands separators in a lone number: 12,345 / 1,234,567.5 (not "1, 2", not "0,111")
+    if re.fullmatch(r"-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?", s):
         s = s.replace(",", "")
+    elif ", " in s:  # (1,234, 5): comma-space separates items, so 1,234 is one number
+        s = re.sub(r"(?<![\d.])([1-9]\d{0,2})((?:,\d{3})+)(?=,\s|[^\d,]|$)",
+                   lambda m: m.group(1) + m.group(2).replace(",", ""), s)
     return s
+
+
+def _words_to_number(s: str) -> str:
+    """A whole answer written in words -> digits: `twelve`, `twenty one`, `2.5 million`,
+    `3 billion dollars` (only number words; anything else is left as it is)."""
+    m = re.fullmatch(r"(-?\d+(?:\.\d+)?)\s*(thousand|million|billion|trillion)\b(.*)", s)
+    if m:
+        value = Fraction(m.group(1)) * 10 ** _SCALE_WORDS[m.group(2)]
+        return format_fraction(value) + m.group(3)
+    words = s.lower().replace("-", " ").split()
+    if not words or len(words) > 4 or any(w not in _NUMBER_WORDS for w in words):
+        return s
+    total = 0
+    for w in words:
+        v = _NUMBER_WORDS[w]
+        total = total * v if v in (100, 1000) and total else total + v
+    return str(total)
 
 
 def compact(s: str) -> str:
@@ -321,7 +386,19 @@ def _exact_sqrt(v: Fraction) -> Fraction:
 
 _PLAIN_DECIMAL = re.compile(r"[-+]?(\d*)\.(\d+)")
 _MIXED = re.compile(r"([-+]?)\s*(\d+)\s*\\frac\{(\d+)\}\{(\d+)\}")
+# 4 4/9, -7 3/4, 1 000 4/9 (spaced thousands); the fraction is proper (a 3/4 is not 3 * 3/4)
+_MIXED_SLASH = re.compile(r"([-+]?)\s*(\d{1,3}(?: \d{3})+|\d+)(?:\s|\\ )+(\d+)\s*/\s*(\d+)")
+_SPACED_THOUSANDS = re.compile(r"-?\d{1,3}(?: \d{3})+(?:\.\d+)?")
+_REPEATING = re.compile(r"([-+]?)(\d*)\.(\d*)\\overline\{(\d+)\}")
 _PERCENT = re.compile(r"(.*?)\s*\\?%$")
+
+
+def _repeating(m: re.Match) -> Fraction:
+    """0.1\\overline{36} = 0.1363636... exactly."""
+    whole, fixed, rep = m.group(2) or "0", m.group(3), m.group(4)
+    value = Fraction(int(whole)) + Fraction(int(fixed or "0"), 10 ** len(fixed))
+    value += Fraction(int(rep), (10 ** len(rep) - 1) * 10 ** len(fixed))
+    return -value if m.group(1) == "-" else value
 
 
 def parse_number(s: str) -> Number | None:
@@ -336,13 +413,21 @@ def parse_number(s: str) -> Number | None:
     m = _PERCENT.fullmatch(s)
     if m:
         s, percent = m.group(1), True
+    if _SPACED_THOUSANDS.fullmatch(s):
+        s = s.replace(" ", "")
     dm = _PLAIN_DECIMAL.fullmatch(s)
     decimals = len(dm.group(2)) if dm else None
     try:
-        mixed = _MIXED.fullmatch(s)
+        mixed = _MIXED.fullmatch(s) or _MIXED_SLASH.fullmatch(s)
+        rep = _REPEATING.fullmatch(s)
         if mixed:
-            whole = Fraction(mixed.group(2)) + Fraction(int(mixed.group(3)), int(mixed.group(4)))
+            num, den = int(mixed.group(3)), int(mixed.group(4))
+            if mixed.re is _MIXED_SLASH and not 0 < num < den:
+                return None  # 3 5/4 is not a mixed number
+            whole = Fraction(mixed.group(2).replace(" ", "")) + Fraction(num, den)
             value = -whole if mixed.group(1) == "-" else whole
+        elif rep:
+            value = _repeating(rep)  # an exact value, not a rounded one
         else:
             value = _RationalParser(_tokenize(s)).parse()
     except (_ParseFail, ValueError, ZeroDivisionError, OverflowError, IndexError):
@@ -356,3 +441,48 @@ def parse_number(s: str) -> Number | None:
 def format_fraction(x: Fraction) -> str:
     """Canonical text of a rational: `3`, `-7/2`."""
     return str(x.numerator) if x.denominator == 1 else f"{x.numerator}/{x.denominator}"
+
+
+# ---------------------------------------------------------------- modulus and decimal comma
+
+_MODULUS = re.compile(
+    r"^(?P<body>.+?)\s*(?:\\pmod\s*\{\s*(?P<m1>[^{}]+?)\s*\}|\\pmod\s*(?P<m2>\d+)"
+    r"|\(\s*(?:\\bmod|\\mod|mod|modulo)\s*(?P<m3>[^()]+?)\s*\)"
+    r"|(?:\\bmod|\\mod|\bmod|\bmodulo)\s*\{?\s*(?P<m4>\d+)\s*\}?)\s*\.?$"
+)
+
+
+def split_modulus(s: str) -> tuple[str, int | None]:
+    """(`42`, 1000) for `42 \\pmod{1000}`, `42 (mod 1000)`, `42 \\bmod 1000`; (s, None) when
+    the answer carries no modulus (or it is not an integer > 1)."""
+    m = _MODULUS.match(s.strip())
+    if not m:
+        return s, None
+    mod = next(g for g in (m.group("m1"), m.group("m2"), m.group("m3"), m.group("m4")) if g)
+    num = parse_number(mod)
+    if num is None or num.value.denominator != 1 or num.value < 2:
+        return s, None
+    return m.group("body").strip(), int(num.value)
+
+
+_DECIMAL_COMMA = re.compile(r"(-?)(\d+),(\d+)")
+_EURO_NUMBER = re.compile(r"(-?)(\d{1,3}(?:\.\d{3})+),(\d+)")
+
+
+def decimal_comma(s: str) -> str | None:
+    """The dotted reading of a lone number written with a decimal comma, else None: `2,74` ->
+    `2.74`, `0,111` -> `0.111`, `1000,99` -> `1000.99`, `1.234,5` -> `1234.5`. A comma that can
+    be a thousands separator (1-3 digits, no leading 0, then exactly 3 digits: `2,740`) is one,
+    so it has no decimal reading. Only for a side compared with a single number (the caller
+    decides; a list on the other side keeps `2,74` a list)."""
+    s = s.strip()
+    m = _EURO_NUMBER.fullmatch(s)
+    if m:
+        return f"{m.group(1)}{m.group(2).replace('.', '')}.{m.group(3)}"
+    m = _DECIMAL_COMMA.fullmatch(s)
+    if not m:
+        return None
+    head, tail = m.group(2), m.group(3)
+    if len(tail) == 3 and 1 <= len(head) <= 3 and not head.startswith("0"):
+        return None  # 2,740 is two thousand seven hundred and forty
+    return f"{m.group(1)}{head}.{tail}"

@@ -19,6 +19,7 @@ class Node:
     kind: str  # atom | seq | set | list | matrix | union | rel
     text: str = ""  # atom text; for seq the two brackets, e.g. "(]"; for rel the operator
     items: tuple = ()  # children (Node), for rel (lhs, rhs)
+    interval: bool = False  # a seq written as an inequality (`2 < x < 3`): surely an interval
 
 
 _OPEN = {"(": ")", "[": "]", "{": "}"}
@@ -99,7 +100,7 @@ _MATRIX = re.compile(  # one matrix: the body may not open another environment
 def parse_structure(s: str) -> Node:
     """Tree of a cleaned answer string."""
     s = s.strip()
-    s = re.sub(r"^[a-zA-Z]\s*\\in\s*", "", s)
+    s = re.sub(r"^[a-zA-Z](?:_\{?\w+\}?)?\s*\\in\s*", "", s)
     s = re.sub(r"\)\s*or\s*\(", "),(", s)
     inner = s[1:-1].strip()
     if (s[:1], s[-1:]) in (("(", ")"), ("[", "]"), ("{", "}")) and _MATRIX.fullmatch(inner):
@@ -196,6 +197,7 @@ def _split_relation(s: str) -> Node | None:
             "seq",
             ("(" if names[0] == "<" else "[") + (")" if names[1] == "<" else "]"),
             (Node("atom", pieces[0]), Node("atom", pieces[2])),
+            interval=True,
         )
     if (
         len(names) == 2
@@ -206,6 +208,7 @@ def _split_relation(s: str) -> Node | None:
             "seq",
             ("(" if names[1] == ">" else "[") + (")" if names[0] == ">" else "]"),
             (Node("atom", pieces[2]), Node("atom", pieces[0])),
+            interval=True,
         )
     if all(o == "=" for o in names):
         return Node("rel", "=", (Node("atom", pieces[0]), Node("atom", pieces[-1])))
@@ -230,20 +233,22 @@ def as_interval(n: Node) -> Node:
     ninf = Node("atom", "-\\infty")
     val = Node("atom", rhs)
     if op == "<":
-        return Node("seq", "()", (ninf, val))
+        return Node("seq", "()", (ninf, val), interval=True)
     if op == "\\le":
-        return Node("seq", "(]", (ninf, val))
+        return Node("seq", "(]", (ninf, val), interval=True)
     if op == ">":
-        return Node("seq", "()", (val, inf))
-    return Node("seq", "[)", (val, inf))
+        return Node("seq", "()", (val, inf), interval=True)
+    return Node("seq", "[)", (val, inf), interval=True)
 
 
 def drop_lhs(n: Node, computed: bool = False) -> Node:
     """`x = 3` -> `3` when the left side only names the answer (`_is_name`). With `computed`
-    (the prediction side) also `2+3 = 5` -> `5`: a worked computation ending in a number."""
+    (the prediction side) also `2+3 = 5` -> `5`: a worked computation (no variables) ending in
+    a number; `x+y = 5` stays an equation."""
     if n.kind == "rel" and n.text == "=":
         lhs, rhs = n.items[0].text, n.items[1].text
-        if _is_name(lhs) or (computed and parse_number(rhs) is not None):
+        arithmetic = not re.search(r"[a-zA-Z]", re.sub(r"\\(?:frac|cdot|times|div|sqrt)", "", lhs))
+        if _is_name(lhs) or (computed and arithmetic and parse_number(rhs) is not None):
             return parse_structure(rhs)
     return n
 
