@@ -5,6 +5,13 @@ library).
                          [--shuffle-seed 0] [SolverConfig flags, e.g. --num-attempts 8]
     aimo3 kaggle predict --problem "What is 12 + 35?" [SolverConfig flags]
     aimo3 kaggle serve --problems reference.csv     (inside the Kaggle notebook)
+    aimo3 kaggle replay runs/aimo/run0/problems.jsonl [eval/samples.jsonl ...]
+                        --rule "k4:early_stop_k=4" --rule "none:early_stop_k=0"
+                        [--total-s 17400] [--reps 200] [--plot curve.png]
+
+`replay` re-runs logged attempts under each `--rule` ("name:field=value,...", fields of
+replay.ReplayRule) and prints a table comparing them; `--plot` draws expected score against
+the total budget (`--budgets`, default 25%..150% of --total-s).
 
 Every SolverConfig field is a flag (`--total-s`, `--early-stop-k`, `--selection`, ...) and
 `--config x.yaml` loads a saved set of them. `gateway` sets `--num-problems` to the CSV's
@@ -38,7 +45,52 @@ def _parser() -> argparse.ArgumentParser:
     for p in (gw, pr, sv):
         p.add_argument("--config", default=None, help="YAML file of SolverConfig fields")
         add_dataclass_args(p, SolverConfig)
+    rp = sub.add_parser("replay", help="replay logged attempts under other rules (CPU)")
+    rp.add_argument("logs", nargs="+", help="solver problems.jsonl and/or evaluation samples.jsonl")
+    rp.add_argument("--rule", action="append", default=None,
+                    help='"name:field=value,..." (ReplayRule fields); repeat to compare')
+    rp.add_argument("--total-s", type=float, default=17400.0, help="every rule's total budget")
+    rp.add_argument("--num-problems", type=int, default=None, help="default: the logs' count")
+    rp.add_argument("--reps", type=int, default=200, help="repetitions (random orders, draws)")
+    rp.add_argument("--runs", type=int, default=2, help="runs per repetition (private: 2)")
+    rp.add_argument("--seed", type=int, default=0, help="random seed of the replay")
+    rp.add_argument("--resample", default="auto", help="auto | subset | bootstrap | none")
+    rp.add_argument("--tie-score", default="expected", help="expected | first_seen")
+    rp.add_argument("--answers", default=None, help="CSV id,problem,answer for logs without refs")
+    rp.add_argument("--sec-per-token", type=float, default=0.01,
+                    help="samples.jsonl: seconds per token (it has no times)")
+    rp.add_argument("--plot", default=None, help="PNG of expected score against total budget")
+    rp.add_argument("--budgets", default=None, help="comma-separated totals for --plot (s)")
     return parser
+
+
+def _replay(args: argparse.Namespace) -> None:
+    from aimo3_recipe.inference.aimo.gateway import read_problems
+    from aimo3_recipe.inference.aimo.replay import (
+        budget_curve,
+        format_table,
+        load_logs,
+        parse_rule,
+        plot_budget_curve,
+        replay,
+    )
+
+    answers = None
+    if args.answers:
+        answers = {p.id: p.answer for p in read_problems(args.answers) if p.answer is not None}
+    problems = load_logs(args.logs, answers=answers, sec_per_token=args.sec_per_token)
+    defaults = {"total_s": args.total_s, "num_problems": args.num_problems or len(problems)}
+    rules = [parse_rule(spec, **defaults) for spec in (args.rule or ["default:"])]
+    kw = {"reps": args.reps, "runs": args.runs, "seed": args.seed, "resample": args.resample,
+          "tie_score": args.tie_score}
+    print(f"{len(problems)} problems, {sum(len(p.attempts) for p in problems)} logged attempts,"
+          f" {args.reps} repetitions x {args.runs} runs")
+    print(format_table([replay(problems, r, **kw) for r in rules]))
+    if args.plot:
+        budgets = ([float(x) for x in args.budgets.split(",")] if args.budgets
+                   else [args.total_s * f for f in (0.25, 0.5, 0.75, 1.0, 1.5)])
+        curve = budget_curve(problems, rules, budgets, **kw)
+        print(f"plot: {plot_budget_curve(curve, budgets, args.plot, len(problems))}")
 
 
 def cli(argv: list[str] | None = None) -> int:
@@ -47,6 +99,9 @@ def cli(argv: list[str] | None = None) -> int:
 
     args = _parser().parse_args(argv)
     try:
+        if args.command == "replay":
+            _replay(args)
+            return 0
         config = config_from_args(SolverConfig, args, args.config)
         if args.command == "gateway":
             from dataclasses import replace
