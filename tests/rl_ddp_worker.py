@@ -38,7 +38,8 @@ def main(model_dir: str, out: str) -> None:
     loop.batch_records = recording
     cfg = RLMathConfig(model_name_or_path=model_dir, output_dir=out, mode="cot", group_size=4,
                        batch_size=1, num_steps=1, max_new_tokens=12, learning_rate=1e-2,
-                       eval_samples=0, device_map="cpu", use_lora=False, temperature=1.0)
+                       eval_samples=0, device_map="cpu", use_lora=False, temperature=1.0,
+                       use_vllm=False)
     trainer = RLMathTrainer(cfg, ParityReward())
     from aimo3_recipe.models import load_model
 

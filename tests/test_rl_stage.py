@@ -49,7 +49,7 @@ def _cfg(model_dir, out, **kw) -> RLMathConfig:
     base = {"model_name_or_path": str(model_dir), "output_dir": str(out), "mode": "cot",
             "group_size": 4, "batch_size": 2, "num_steps": 3, "max_new_tokens": 12,
             "learning_rate": 1e-2, "eval_samples": 0, "save_steps": 1, "device_map": "cpu",
-            "use_lora": False, "temperature": 1.0}
+            "use_lora": False, "temperature": 1.0, "use_vllm": False}
     base.update(kw)
     return RLMathConfig(**base)
 

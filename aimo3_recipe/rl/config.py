@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from aimo3_recipe.config_fields import (
+    DataFields,
     PolicyUpdateFields,
     RewardFields,
     RLEvalFields,
@@ -16,10 +17,12 @@ from aimo3_recipe.exceptions import ConfigError
 
 
 @dataclass
-class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields):
+class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields,
+                 DataFields):
     """Inherited (config_fields.py, shared with the train CLI and Tinker): group_size,
     temperature, max_new_tokens; mini_batch_size, ppo_epochs; correct/incorrect/format_reward;
-    eval_steps, eval_samples; save_samples, sample_save_rate, samples_filename."""
+    eval_steps, eval_samples; save_samples, sample_save_rate, samples_filename; dataset,
+    max_samples, seed (data order; step k samples with seed + k)."""
 
     # sampling
     mode: str = "tir"  # cot (plain chain of thought) | tir (the model may run Python)
@@ -36,9 +39,8 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     tis_cap: float = 0.0  # truncated importance weight cap (0: off; e.g. 2.0 for bf16 vLLM)
     scale_by_std: bool = False  # divide advantages by the group std (paper; invites format hacks)
     # logging, evaluation, checkpoints
-    logging_steps: int = 1  # print a summary line every N steps (metrics.jsonl gets every step)
+    logging_steps: int = 1  # a summary line on stderr every N steps (metrics.jsonl: every step)
     save_steps: int = 10  # checkpoint every N steps (and at the end)
-    seed: int = 42  # data order and sampling seeds (step k samples with seed + k)
 
     def __post_init__(self) -> None:
         if self.mode not in ("cot", "tir"):

@@ -30,6 +30,7 @@ from aimo3_recipe.rl.config import GRPOConfig
 from aimo3_recipe.rl.rewards import MathRewardFunction, score_group
 from aimo3_recipe.rl.rollouts import sample_groups
 from aimo3_recipe.rl.types import Rollout, RolloutGroup
+from aimo3_recipe.utils.notice import notice
 
 
 def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
@@ -72,6 +73,8 @@ def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
             metrics.update(evaluate(cfg, backend, eval_problems, reward_fn, pool))
         if main_rank:
             logger.log(metrics, done)
+            if done % cfg.logging_steps == 0 or done == cfg.num_steps:
+                notice(summary_line(metrics, done, cfg.num_steps))
             if cfg.save_samples:
                 write_samples(run_dir / cfg.samples_filename, groups, done, cfg)
         if done % cfg.save_steps == 0 or done == cfg.num_steps:
@@ -80,6 +83,21 @@ def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
                         acc=f"{metrics['samples/batch_accuracy']:.2f}")
         history.append(metrics)
     return history
+
+
+def summary_line(m: dict[str, Any], step: int, num_steps: int) -> str:
+    """One line per logged step; a high truncation rate is said loudly (truncated rollouts
+    earn the incorrect reward, so they teach brevity whatever the answer)."""
+    line = (f"[rl] step {step}/{num_steps}: reward {m['reward/mean']:+.3f}, accuracy "
+            f"{m['rollouts/accuracy']:.2f}, boxed {m['rollouts/boxed_rate']:.2f}, truncated "
+            f"{m['rollouts/truncated_rate']:.2f}, zero-variance groups "
+            f"{m['groups/frac_zero_variance']:.2f}, {m['time/step']:.1f} s")
+    if "eval/accuracy" in m:
+        line += f"; held-out accuracy {m['eval/accuracy']:.3f}"
+    if m["rollouts/truncated_rate"] > 0.5:
+        line += " -- WARNING: most rollouts hit max_new_tokens (raise it, or the reward teaches "
+        line += "brevity)"
+    return line
 
 
 def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from aimo3_recipe.config_fields import (
     SFTFields,
 )
 from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.rl.config import GRPOConfig
 
 STAGES = ("cot", "tir", "rl", "full")
 
@@ -39,10 +40,12 @@ class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, Sa
     """The RL stage's part of the `train.py` command line (the RL loop's own settings, e.g.
     its clip range, are in rl/config.py)."""
 
-    rl_learning_rate: float = 1e-6  # RL learning rate
-    rl_mode: str = "tir"  # RL rollouts: tir (the model may run Python) | cot
-    rl_batch_size: int = 8  # RL: problems per step (x group_size rollouts)
-    rl_steps: int = 100  # RL steps (--max-steps overrides)
+    # GRPOConfig's learning_rate, mode, batch_size and num_steps, renamed where the SFT stages
+    # use the plain name (defaults read from GRPOConfig: one definition)
+    rl_learning_rate: float = GRPOConfig.learning_rate  # RL learning rate
+    rl_mode: str = GRPOConfig.mode  # RL rollouts: tir (the model may run Python) | cot
+    rl_batch_size: int = GRPOConfig.batch_size  # RL: problems per step (x group_size rollouts)
+    rl_steps: int = GRPOConfig.num_steps  # RL steps (--max-steps overrides)
 
 
 # -- local stages ----------------------------------------------------------------------------

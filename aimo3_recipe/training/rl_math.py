@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aimo3_recipe.config_fields import LoraFields
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.rl.config import GRPOConfig
@@ -29,22 +30,25 @@ __all__ = ["MathRewardFunction", "RLMathConfig", "RLMathTrainer", "main"]
 
 
 @dataclass
-class RLMathConfig(GRPOConfig):
+class RLMathConfig(GRPOConfig, LoraFields):
     """The local RL stage: the algorithm's settings (GRPOConfig) plus where and how to train."""
 
     model_name_or_path: str = "default"  # the policy to start from (SFT output, hub id, 'default')
     output_dir: str = "./outputs/rl"  # this stage's folder
-    dataset: str | None = None  # training problems (None: the offline generator)
-    max_samples: int | None = None  # cap on training problems
     eval_dataset: str | None = None  # held-out problems (None: generated ones never trained on)
     use_lora: bool = True  # train a LoRA adapter (merged into model/ at the end)
-    lora_rank: int = 64  # LoRA rank
     lora_alpha: int = 128  # LoRA alpha
     device_map: str = "auto"  # auto | cpu | cuda | mps
     torch_dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the trainer's)
-    use_vllm: bool | str = False  # rollouts on vLLM (true), transformers (false) or auto
+    use_vllm: bool | str = "auto"  # rollouts on vLLM: auto (where installed and fast) | true | false
     report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
     resume: bool = True  # continue from the newest checkpoint in output_dir
+
+    def __post_init__(self) -> None:
+        from aimo3_recipe.utils.hardware import parse_use_vllm
+
+        super().__post_init__()
+        self.use_vllm = parse_use_vllm(self.use_vllm)
 
 
 def _as_records(dataset: Any) -> list[MathRecord]:
@@ -117,7 +121,7 @@ class RLMathTrainer:
         model = load_model(cfg.model_name_or_path, device=cfg.device_map, dtype=cfg.torch_dtype,
                            lora=lora)
         vllm = None
-        if cfg.use_vllm not in (False, "false", "False", "0"):
+        if cfg.use_vllm is not False:
             import os
 
             from aimo3_recipe.inference.engine import make_engine
