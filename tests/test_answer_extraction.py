@@ -216,3 +216,103 @@ def test_math_utils_find_boxed_is_linear_and_ordered():
     t0 = time.monotonic()
     assert not has_boxed("\\boxed{" * 20000)
     assert time.monotonic() - t0 < 2.0
+
+
+# ---------------------------------------------------------------- policies (docs/verifier.md)
+
+ROOTS_IN_ORDER = "List the roots in increasing order."
+IN_INTERVALS = "For which $x$ is $f(x) < 0$? Express your answer in interval notation."
+
+
+@pytest.mark.parametrize(
+    "pred, ref, problem, equal",
+    [
+        # order
+        ("3, 1, 2", "1, 2, 3", None, True),
+        ("3, 1, 2", "1, 2, 3", "Find all roots, separated by commas.", True),
+        ("3, 1, 2", "1, 2, 3", ROOTS_IN_ORDER, False),
+        ("2, 1", "(1, 2)", None, False),
+        ("(5, 3)", "(3, 5)", None, False),
+        ("b = 2, a = 1", "a = 1, b = 2", None, True),
+        ("a = 2, b = 1", "a = 1, b = 2", None, False),
+        # inequality vs point
+        ("2 < x < 3", "(2, 3)", None, False),
+        ("2 < x < 3", "(2, 3)", "Find the point where the lines meet.", False),
+        ("2 < x < 3", "(2, 3)", IN_INTERVALS, True),
+        ("(0, 1)", "0 < f(x) < 1", None, True),
+        ("x > 2", "(2, \\infty)", None, True),
+        ("x < 2 \\text{ or } x > 3", "(-\\infty,2)\\cup(3,\\infty)", None, True),
+        # decimal comma
+        ("2,74", "2.74", None, True),
+        ("0,111", "0.111", None, True),
+        ("1000,99", "1000.99", None, True),
+        ("2,740", "2740", None, True),
+        ("2,740", "2.74", None, False),
+        ("2,74", "2, 74", None, True),
+        ("1,5", "\\frac32", None, True),
+        ("1.234,5", "1234.5", None, True),
+        # rounding
+        ("3.14159", "3.14", None, True),
+        ("\\pi", "3.14", None, True),
+        ("0.333", "\\frac13", None, True),
+        ("0.33", "\\frac13", None, False),
+        ("2.999", "3", None, False),
+        ("40\\pi", "125.66", None, True),
+        ("40\\pi", "125.7", None, False),
+        ("1.0001", "1", None, False),
+        # percent, units
+        ("10\\%", "0.1", None, True),
+        ("10\\%", "10", None, True),
+        ("12 1/2\\%", "12.5\\%", None, True),
+        ("72 degrees", "72", None, True),
+        ("10cm", "10", None, True),
+        ("\\$1.50", "1.5", None, True),
+        ("R28", "28", None, False),
+        # mixed numbers
+        ("4 4/9", "\\frac{40}{9}", None, True),
+        ("-7 3/4", "-\\frac{31}{4}", None, True),
+        ("1 000 4/9", "\\frac{9004}{9}", None, True),
+        ("3 5/4", "\\frac{17}{4}", None, False),
+        ("4 and 4/9", "\\frac{40}{9}", None, True),
+        ("4 and 4/9", "4, \\frac49", None, True),
+        # modulus
+        ("42 \\pmod{1000}", "42", None, True),
+        ("1042 \\pmod{1000}", "42", None, True),
+        ("42 (mod 1000)", "43", None, False),
+        # choice letters
+        ("A. Because B is not valid", "A", None, True),
+        ("(B), since (A) gives a negative area", "B", None, True),
+        ("(C) or (D)", "C", None, False),
+        ("B, C", "B", None, False),
+        # powers and roots
+        ("x^{2/3}", "\\sqrt[3]{x^2}", None, True),
+        ("x^{2/3}", "\\sqrt[3]{x}^2", None, True),
+        ("x^{-1/2}", "\\frac{1}{\\sqrt x}", None, True),
+        ("\\sqrt{x^2}", "x", None, False),
+        ("|x|", "x", None, False),
+        # unreduced fractions, equations
+        ("\\frac{6}{8}", "\\frac34", None, True),
+        ("x+y = 5", "5", None, False),
+        ("0.\\overline{36}", "\\frac{4}{11}", None, True),
+    ],
+)
+def test_policy_examples_in_the_docs(pred, ref, problem, equal):
+    assert verify_answer(pred, ref, problem=problem) is equal
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("(a) The area is \\boxed{6}. (b) The perimeter is \\boxed{12}.", "6, 12"),
+        ("By (a) and (b) we are done: \\boxed{5}", "5"),
+        ("The answer is 12, since 12 = 3 \\cdot 4.", "12"),
+        ("Final Answer: The final answer is $\\$32$. I hope it is correct.", "\\$32"),
+        ("So N is congruent to 42 (mod 1000).", "42 \\pmod{1000}"),
+        ("Total: 18.\n####: 18", "18"),
+        ("The correct option is (D).", "(D)"),
+        ("values 1,2,3", "3"),
+        ("so it is 2,74 kg", "2,74"),
+    ],
+)
+def test_extraction_policies(text, expected):
+    assert extract_answer(text) == expected
