@@ -29,6 +29,8 @@ from statistics import NormalDist
 
 import numpy as np
 
+from aimo3_recipe.grader import STATUSES
+
 
 def pass_at_k(n: int, c: int, k: int) -> float:
     """Probability that at least one of k samples drawn without replacement from n samples,
@@ -187,7 +189,7 @@ def _natural_key(s: str) -> tuple:
 # "chosen_correct": bool | None}; a record is one line of samples.jsonl (keys used here:
 # correct, answer_key, num_tokens, finish_reason, boxed, grade_status, tir).
 
-GRADER_STATUSES = ("ok", "timeout", "too_complex", "error")  # as aimo3_recipe.grader.STATUSES
+GRADER_STATUSES = STATUSES  # ok, timeout, too_complex, error
 
 
 def grade_status(record: dict) -> str:
