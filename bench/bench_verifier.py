@@ -6,8 +6,8 @@ the locked part reported separately.
 Development part (what the grader is fixed against): tests/data/grader_cases.jsonl (the public
 graders' own tests: Math-Verify, NeMo-Skills math_equal, Hendrycks MATH is_equiv,
 tinker-cookbook grade_answer, plus our per-type and AIMO cases) and tests/data/grader_dev.jsonl
-(issue 13: lm-evaluation-harness minerva_math, PRM800K, Qwen2.5-Math / simpleRL, OpenCompass,
-DeepSeekMath kinds, and the failure kinds the issue lists). Locked part: tests/data/
+(issue 13: lm-evaluation-harness minerva_math, PRM800K, Qwen2.5-Math / simpleRL kinds, common
+post-processing kinds, and the failure kinds the issue lists). Locked part: tests/data/
 grader_locked.jsonl, written before the issue-13 changes from other sources and only scored
 (its errors are listed only with --show-locked-errors; do not tune on them).
 
