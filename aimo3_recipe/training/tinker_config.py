@@ -24,3 +24,11 @@ class TinkerTrainConfig(RLFields, SFTFields, LoraFields, DataFields):
     wandb_project: str | None = None  # enables W&B logging
     wandb_name: str | None = None  # W&B run name
     base_url: str | None = None  # Tinker service URL (None: the SDK default)
+    # Tinker only: the RL loss, checkpoints, export, retries
+    loss_fn: str = "ppo"  # RL loss on the service: ppo (clipped) | importance_sampling
+    save_every: int = 10  # save state + optimizer every N steps (and at the end); a rerun with
+    # the same log_dir resumes from the newest (a new log_dir starts afresh)
+    export: bool = True  # at the end: LoRA weights -> {log_dir}/adapter (PEFT) and model/ (merged)
+    retry_attempts: int = 8  # attempts per request on network errors, timeouts, 429 and 5xx
+    request_timeout: float = 300.0  # seconds one request attempt may take
+    retry_seconds: float = 900.0  # give up on a request (the run stops, resumable) after this

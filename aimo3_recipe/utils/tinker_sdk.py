@@ -196,6 +196,18 @@ def connect(base_url: str | None, api_key: str | None):
     return service
 
 
+def split_tinker_path(path: str) -> tuple[str, str]:
+    """tinker://RUN/[sampler_weights/]CHECKPOINT -> (RUN, CHECKPOINT). Parsed here because
+    servers differ in the middle part (SkyRL 0.3 leaves it out of save_weights_for_sampler's
+    path, which SDK 0.24's own parser then rejects)."""
+    if not path.startswith("tinker://"):
+        raise ValueError(f"not a tinker:// path: {path!r}")
+    parts = [p for p in path.removeprefix("tinker://").split("/") if p]
+    if len(parts) < 2:
+        raise ValueError(f"a tinker:// path needs a run and a checkpoint: {path!r}")
+    return parts[0], parts[-1]
+
+
 def sdk_version() -> str:
     from importlib.metadata import version
 
