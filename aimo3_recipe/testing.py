@@ -320,6 +320,18 @@ class ScriptedTIREngine:
         return self.generate_tokens([self.tokenizer.encode(p) for p in prompts], config)
 
 
+def _decode_step(pending: dict[str, list]) -> list[tuple[str, Completion]]:
+    """One decode step of a scripted streaming engine: `pending` maps request id to
+    [completion, steps left]; the requests whose last step this was end (and are removed)."""
+    ended = []
+    for rid, entry in list(pending.items()):
+        entry[1] -= 1
+        if entry[1] <= 0:
+            ended.append((rid, entry[0]))
+            del pending[rid]
+    return ended
+
+
 class StreamingScriptedTIREngine(ScriptedTIREngine):
     """The same scripts through `submit`/`poll` (a `StreamingEngine`, like vLLM): each poll
     decodes one token of every pending request, so a short request ends while long ones go on.
@@ -345,13 +357,7 @@ class StreamingScriptedTIREngine(ScriptedTIREngine):
 
         time.sleep(0.002)  # a decode step takes time: code running meanwhile can finish
         self.steps += 1
-        ended = []
-        for rid, entry in list(self.pending.items()):
-            entry[1] -= 1
-            if entry[1] <= 0:
-                ended.append((rid, entry[0]))
-                del self.pending[rid]
-        return ended
+        return _decode_step(self.pending)
 
     def has_pending(self) -> bool:
         return bool(self.pending)
@@ -405,13 +411,7 @@ class ClockedScriptEngine:
             import time
 
             time.sleep(self.real_sleep_s)
-        ended = []
-        for rid, entry in list(self.pending.items()):
-            entry[1] -= 1
-            if entry[1] <= 0:
-                ended.append((rid, entry[0]))
-                del self.pending[rid]
-        return ended
+        return _decode_step(self.pending)
 
     def has_pending(self) -> bool:
         return bool(self.pending)
