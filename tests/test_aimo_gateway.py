@@ -118,8 +118,8 @@ def test_gateway_end_to_end_on_the_embedded_default_with_vllm(tmp_path, vllm_eng
             if r.answer.isdigit() and int(r.answer) <= 99999][:6]
     problems = write_csv(tmp_path / "ref.csv", [
         {"id": f"s{i}", "problem": r.problem, "answer": r.answer} for i, r in enumerate(recs)])
-    cfg = SolverConfig(total_s=420.0, num_problems=len(recs), reserve_s=30.0, min_s=10.0,
-                       max_s=120.0, hard_reserve_s=5.0, num_attempts=8, temperature=0.7,
+    cfg = SolverConfig(total_s=300.0, num_problems=len(recs), reserve_s=30.0, min_s=10.0,
+                       max_s=90.0, hard_reserve_s=5.0, num_attempts=8, temperature=0.7,
                        top_p=0.95, max_tokens=384, max_tool_calls=2, cell_timeout_s=6.0,
                        sandbox_sessions=4, early_stop_k=4, selection="weighted_vote")
     report, summaries = run_solver(cfg, problems, tmp_path / "out", engine=vllm_engine)

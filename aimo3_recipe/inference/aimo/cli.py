@@ -5,6 +5,7 @@ library).
                          [--shuffle-seed 0] [SolverConfig flags, e.g. --num-attempts 8]
     aimo3 kaggle predict --problem "What is 12 + 35?" [SolverConfig flags]
     aimo3 kaggle serve --problems reference.csv     (inside the Kaggle notebook)
+    aimo3 kaggle bundle --out-dir outputs/kaggle_bundle --requirements "vllm==0.11.0,polars"
     aimo3 kaggle replay runs/aimo/run0/problems.jsonl [eval/samples.jsonl ...]
                         --rule "k4:early_stop_k=4" --rule "none:early_stop_k=0"
                         [--total-s 17400] [--reps 200] [--plot curve.png]
@@ -45,6 +46,10 @@ def _parser() -> argparse.ArgumentParser:
     for p in (gw, pr, sv):
         p.add_argument("--config", default=None, help="YAML file of SolverConfig fields")
         add_dataclass_args(p, SolverConfig)
+    bd = sub.add_parser("bundle", help="write the offline Kaggle bundle and notebook")
+    from aimo3_recipe.inference.aimo.bundle import BundleConfig
+
+    add_dataclass_args(bd, BundleConfig)
     rp = sub.add_parser("replay", help="replay logged attempts under other rules (CPU)")
     rp.add_argument("logs", nargs="+", help="solver problems.jsonl and/or evaluation samples.jsonl")
     rp.add_argument("--rule", action="append", default=None,
@@ -101,6 +106,14 @@ def cli(argv: list[str] | None = None) -> int:
     try:
         if args.command == "replay":
             _replay(args)
+            return 0
+        if args.command == "bundle":
+            from aimo3_recipe.inference.aimo.bundle import BundleConfig, build_bundle
+
+            manifest = build_bundle(config_from_args(BundleConfig, args))
+            print(json.dumps({k: manifest[k] for k in ("own_wheel", "wheels",
+                                                        "kaggle_model_path", "bytes")}, indent=2))
+            print(f"bundle: {manifest['config']['out_dir']} (upload it as a Kaggle dataset)")
             return 0
         config = config_from_args(SolverConfig, args, args.config)
         if args.command == "gateway":
