@@ -100,7 +100,13 @@ def build_own_wheel(wheels: Path) -> Path:
                 shutil.copy(REPO / name, src / name)
         shutil.copytree(REPO / "aimo3_recipe", src / "aimo3_recipe",
                         ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+        try:  # setuptools here: build offline; else pip fetches it (needs the index)
+            import setuptools  # noqa: F401
+
+            isolation = ["--no-build-isolation"]
+        except ImportError:
+            isolation = []
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", *isolation,
               "-q", "-w", str(wheels), str(src)], "building the aimo3-recipe wheel")
     found = sorted(wheels.glob("aimo3_recipe-*.whl"))
     if not found:
