@@ -85,6 +85,7 @@ class VLLMEngine(TextPrompts):
         self.model_path = resolve_model_path(model)
         self.tokenizer = load_tokenizer(self.model_path)
         self.seed = seed
+        self.dtype = str(dtype)  # what the engine was asked for ("auto" on CUDA: the model's)
         kwargs: dict[str, Any] = dict(model=self.model_path, seed=seed, dtype=dtype,
                                       max_model_len=max_model_len,
                                       enable_prefix_caching=enable_prefix_caching)

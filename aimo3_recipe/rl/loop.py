@@ -76,7 +76,8 @@ def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
             if done % cfg.logging_steps == 0 or done == cfg.num_steps:
                 notice(summary_line(metrics, done, cfg.num_steps))
             if cfg.save_samples:
-                write_samples(run_dir / cfg.samples_filename, groups, done, cfg)
+                rows = write_samples(run_dir / cfg.samples_filename, groups, done, cfg)
+                logger.log_samples("samples", rows, done)  # a W&B table when W&B is on
         if done % cfg.save_steps == 0 or done == cfg.num_steps:
             save_checkpoint(backend, run_dir / "checkpoints", done)
         bar.set_postfix(reward=f"{metrics['reward/mean']:+.3f}",
@@ -211,22 +212,26 @@ def evaluate(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
             "time/eval": time.perf_counter() - t0}
 
 
-def write_samples(path: Path, groups: list[RolloutGroup], step: int, cfg: GRPOConfig) -> None:
-    """Append a seeded `sample_save_rate` fraction of the step's rollouts (at least one)."""
+def write_samples(path: Path, groups: list[RolloutGroup], step: int,
+                  cfg: GRPOConfig) -> list[dict[str, Any]]:
+    """Append a seeded `sample_save_rate` fraction of the step's rollouts (at least one) and
+    return them."""
     rng = random.Random(cfg.seed * 7919 + step)
     flat = [(g, i) for g in groups for i in range(g.size)]
     chosen = [x for x in flat if rng.random() < cfg.sample_save_rate] or [rng.choice(flat)]
+    rows = []
+    for g, i in chosen:
+        r = g.rollouts[i]
+        rows.append({
+            "step": step, "prompt": g.problem, "completion": r.text, "model_text": r.model_text,
+            "reward": g.rewards_G[i], "advantage": g.advantages_G[i], "correct": g.correct_G[i],
+            "extracted_answer": g.extracted_G[i], "ground_truth": g.answer,
+            "grader_status": g.grader_status_G[i], "finish_reason": r.finish_reason,
+            "tool_calls": r.num_tool_calls, "tool_errors": r.num_tool_errors,
+            "num_tokens": r.num_model_tokens, "group_informative": g.informative})
     with Path(path).open("a") as f:
-        for g, i in chosen:
-            r = g.rollouts[i]
-            f.write(json.dumps({
-                "step": step, "prompt": g.problem, "completion": r.text,
-                "model_text": r.model_text, "reward": g.rewards_G[i],
-                "advantage": g.advantages_G[i], "correct": g.correct_G[i],
-                "extracted_answer": g.extracted_G[i], "ground_truth": g.answer,
-                "grader_status": g.grader_status_G[i], "finish_reason": r.finish_reason,
-                "tool_calls": r.num_tool_calls, "tool_errors": r.num_tool_errors,
-                "num_tokens": r.num_model_tokens, "group_informative": g.informative}) + "\n")
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+    return rows
 
 
 class PhaseTimer:

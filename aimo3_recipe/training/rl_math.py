@@ -133,6 +133,12 @@ class RLMathTrainer:
             engine = make_engine(resolve_model_path(cfg.model_name_or_path), cfg.use_vllm,
                                  seed=cfg.seed, max_model_len=4096)
             vllm = None if isinstance(engine, HFEngine) else engine
+            if vllm is not None and "16" in getattr(vllm, "dtype", "") and not cfg.tis_cap:
+                # a 16-bit sampler drifts from the fp32 trainer (log-prob gap 0.03-0.07):
+                # weight each token by min(exp(trainer - sampler), 2) (truncated IS)
+                notice(f"RL: vLLM samples in {vllm.dtype}; truncated importance weights on "
+                       "(tis_cap 2.0; set --tis-cap to choose)")
+                cfg = dataclasses.replace(cfg, tis_cap=2.0)
         backend = LocalBackend(model, tokenizer, learning_rate=cfg.learning_rate,
                                max_grad_norm=cfg.max_grad_norm, vllm_engine=vllm)
         self.backend = backend
