@@ -24,8 +24,9 @@ demo: install
 ask: install
 	$(PY) -m aimo3_recipe.demo
 
+# every tier (fast, slow = the real 135M model, vllm, tinker), each timed (tests/run_tiers.py)
 test: install
-	$(PY) -m pytest -q
+	$(PY) tests/run_tiers.py
 
 test-fast: install
 	$(PY) -m pytest -q -m "not slow and not vllm"
