@@ -259,3 +259,23 @@ def test_cancel_kills_running_cells_of_other_attempts(pool):
     assert [a.finish_reason for a in rec.attempts] == ["stop", "cancelled", "cancelled"]
     assert rec.attempts[1].text.startswith("```python")  # the partial transcript is kept
     assert pool.open_sessions == 0  # the cancelled attempts' sessions were closed
+
+
+def test_early_stop_with_a_round_based_engine(pool):
+    """Engines without streaming (transformers) run TIR in rounds: the stop rules are checked
+    after each round, and the attempts still going are cancelled before the next one."""
+    from aimo3_recipe.testing import CharTokenizer, ReplyEngine
+
+    def reply(prompt, j, call):
+        if j < 4:
+            return "\\boxed{4}", -0.1
+        return "```python\nprint(1)\n```\n", -0.1  # wants another round after its cell
+
+    engine = ReplyEngine(CharTokenizer(), reply)
+    clock = SimClock()
+    cfg = SolverConfig(total_s=100.0, num_problems=1, num_attempts=8, early_stop_k=4,
+                       max_tokens=100, selection="majority_vote", log_text=False)
+    rec = AIMOSolver(cfg, engine, clock=clock, pool=pool).solve("R: what is 4?", "r")
+    assert rec.answer == 4 and rec.stop_reason == "k_agree" and engine.calls == 1
+    assert [a.finish_reason for a in rec.attempts] == ["stop"] * 4 + ["cancelled"] * 4
+    assert all(a.tool_calls == 1 for a in rec.attempts[4:])  # their round-0 cells had run
