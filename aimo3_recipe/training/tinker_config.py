@@ -28,6 +28,7 @@ class TinkerTrainConfig(RLFields, SFTFields, LoraFields, DataFields):
     loss_fn: str = "ppo"  # RL loss on the service: ppo (clipped) | importance_sampling
     save_every: int = 10  # save state + optimizer every N steps (and at the end); a rerun with
     # the same log_dir resumes from the newest (a new log_dir starts afresh)
+    init_state: str | None = None  # tinker:// state to start from (e.g. the SFT run's; weights only)
     export: bool = True  # at the end: LoRA weights -> {log_dir}/adapter (PEFT) and model/ (merged)
     retry_attempts: int = 8  # attempts per request on network errors, timeouts, 429 and 5xx
     request_timeout: float = 300.0  # seconds one request attempt may take

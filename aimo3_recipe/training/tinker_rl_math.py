@@ -43,6 +43,9 @@ class _VerboseLogger:
     def __init__(self, logger, verbose: bool) -> None:
         self.logger, self.verbose = logger, verbose
 
+    def __getattr__(self, name: str):  # log_samples, close, ...: the logger's own
+        return getattr(self.logger, name)
+
     def log(self, metrics, step: int) -> None:
         self.logger.log(metrics, step)
         if self.verbose:

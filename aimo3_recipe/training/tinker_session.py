@@ -63,11 +63,18 @@ def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float, kin
                                 loss_fn=cfg.loss_fn, retrier=retrier, base_state=state,
                                 name_prefix=kind)
         return service, backend, start
-    client = retrier.call("create_lora_training_client", lambda: resolve(
-        service.create_lora_training_client(base_model=cfg.model_name, rank=cfg.lora_rank,
-                                            seed=cfg.seed)))
-    notice(f"Tinker {kind}: new LoRA (rank {cfg.lora_rank}) on {cfg.model_name}, tinker SDK "
-           f"{sdk_version()}")
+    if cfg.init_state:
+        init = cfg.init_state
+        client = retrier.call("create_training_client_from_state", lambda: resolve(
+            service.create_training_client_from_state(init)))
+        notice(f"Tinker {kind}: starts from {init} (weights; a new optimizer), tinker SDK "
+               f"{sdk_version()}")
+    else:
+        client = retrier.call("create_lora_training_client", lambda: resolve(
+            service.create_lora_training_client(base_model=cfg.model_name, rank=cfg.lora_rank,
+                                                seed=cfg.seed)))
+        notice(f"Tinker {kind}: new LoRA (rank {cfg.lora_rank}) on {cfg.model_name}, tinker "
+               f"SDK {sdk_version()}")
     backend = TinkerBackend(client, tokenizer, learning_rate=learning_rate, loss_fn=cfg.loss_fn,
                             retrier=retrier, name_prefix=kind)
     return service, backend, 0
