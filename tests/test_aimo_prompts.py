@@ -25,7 +25,7 @@ def test_harmony_prompt_for_gpt_oss():
     h = pytest.importorskip("openai_harmony")
     try:
         enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
-    except Exception as e:  # its vocabulary file is fetched once and cached
+    except Exception as e:  # noqa: BLE001 - its vocabulary file is fetched once, then cached
         pytest.skip(f"openai-harmony cannot load its encoding offline here: {e}")
     ids = prompt_ids("harmony", None, "Find n.", reasoning_effort="medium")
     text = enc.decode(ids)

@@ -279,3 +279,26 @@ def test_early_stop_with_a_round_based_engine(pool):
     assert rec.answer == 4 and rec.stop_reason == "k_agree" and engine.calls == 1
     assert [a.finish_reason for a in rec.attempts] == ["stop"] * 4 + ["cancelled"] * 4
     assert all(a.tool_calls == 1 for a in rec.attempts[4:])  # their round-0 cells had run
+
+
+def test_an_engine_error_answers_the_fallback_and_is_counted(pool):
+    class Broken(SimEngine):
+        def poll(self):
+            raise RuntimeError("CUDA error: device-side assert")
+
+    clock = SimClock()
+    engine = Broken(clock, {"E": [boxed(1, 1)] * 8})
+    solver = AIMOSolver(SolverConfig(total_s=100.0, num_problems=2, fallback_answer=7),
+                        engine, clock=clock, pool=pool)
+    rec = solver.solve("E problem", "e")
+    assert (rec.answer, rec.fallback, rec.stop_reason) == (7, True, "error")
+    assert "device-side assert" in rec.error and engine.pending == {}  # cancelled on error
+    assert solver.summary()["errors"] == 1
+    with pytest.raises(KeyboardInterrupt):  # a kill is not swallowed
+        class Killed(SimEngine):
+            def poll(self):
+                raise KeyboardInterrupt
+
+        AIMOSolver(SolverConfig(total_s=100.0, num_problems=1),
+                   Killed(clock, {"E": [boxed(1, 1)] * 8}),
+                   clock=clock, pool=pool).solve("E problem", "k")

@@ -57,12 +57,13 @@ class ProblemRecord:
     used_s: float  # seconds it took, selection and logging included
     answer: int  # the answer returned
     fallback: bool  # no attempt had a valid answer: `fallback_answer` was returned
-    stop_reason: str  # k_agree | runner_up | deadline | all_done | no_time
+    stop_reason: str  # k_agree | runner_up | deadline | all_done | no_time | error
     selection: dict[str, Any]  # strategy, reason, votes, counts, tie
     modulus: int | None  # the modulus the problem asks for, if any
     attempts: list[AttemptRecord]  # every attempt, in index order
     reference: int | None = None  # the right answer, when the caller knows it (local gateway)
     correct: bool | None = None  # answer == reference (None: no reference)
+    error: str | None = None  # what failed, when the attempts raised (the fallback answered)
 
     @property
     def num_cancelled(self) -> int:
@@ -125,6 +126,7 @@ def summarise(records: Sequence[ProblemRecord], total_s: float, elapsed_s: float
         "problems": len(records),
         "answers_valid": sum(0 <= r.answer <= 99999 for r in records),
         "fallbacks": sum(r.fallback for r in records),
+        "errors": sum(r.error is not None for r in records),
         "stop_reasons": stops,
         "attempts": len(attempts),
         "attempts_cancelled": sum(a.cancelled for a in attempts),

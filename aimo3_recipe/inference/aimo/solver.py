@@ -25,6 +25,7 @@ from aimo3_recipe.inference.aimo.config import SolverConfig
 from aimo3_recipe.inference.aimo.log import ProblemRecord, append_record, summarise
 from aimo3_recipe.inference.aimo.prompts import prompt_ids
 from aimo3_recipe.inference.engine import Engine
+from aimo3_recipe.utils.notice import notice
 
 GENSELECT_MIN_S = 5.0  # GenSelect runs only with at least this long left before the deadline
 
@@ -108,11 +109,18 @@ class AIMOSolver:
         pt = self.timer.begin()
         modulus = modulus_from_problem(problem)
         outcome: AttemptsOutcome | None = None
+        error = None
         if self.clock.now() < pt.deadline:
-            engine = self.engine  # the first problem pays for loading the model
-            ids = prompt_ids(cfg.prompt_format, engine.tokenizer, problem, cfg.reasoning_effort)
-            outcome = run_attempts(engine, ids, problem, cfg, deadline=pt.deadline,
-                                   clock=self.clock, pool=self.pool, modulus=modulus)
+            try:
+                engine = self.engine  # the first problem pays for loading the model
+                ids = prompt_ids(cfg.prompt_format, engine.tokenizer, problem,
+                                 cfg.reasoning_effort)
+                outcome = run_attempts(engine, ids, problem, cfg, deadline=pt.deadline,
+                                       clock=self.clock, pool=self.pool, modulus=modulus)
+            except Exception as e:  # noqa: BLE001 - every problem must get an answer: counted
+                error = f"{type(e).__name__}: {e}"
+                notice(f"aimo solver: problem {id_!r} failed ({error}); answering the "
+                       f"fallback {cfg.fallback_answer} (counted in summary.errors)")
         judge = None
         if (outcome is not None and cfg.selection == "genselect"
                 and pt.deadline - self.clock.now() >= GENSELECT_MIN_S):
@@ -121,7 +129,8 @@ class AIMOSolver:
             judge = make_judge(self.engine, problem, max_tokens=cfg.genselect_max_tokens,
                                seed=cfg.seed)
         if outcome is None:
-            attempts, stop, selection = [], "no_time", {"reason": "no time left"}
+            stop = "error" if error else "no_time"
+            attempts, selection = [], {"reason": error or "no time left"}
             answer = None
         else:
             sel = choose(outcome, cfg, judge=judge)
@@ -142,7 +151,7 @@ class AIMOSolver:
             problems_left=pt.problems_left, used_s=0.0,
             answer=cfg.fallback_answer if fallback else int(answer),  # type: ignore[arg-type]
             fallback=fallback, stop_reason=stop, selection=selection, modulus=modulus,
-            attempts=attempts, reference=ref)
+            attempts=attempts, reference=ref, error=error)
         if ref is not None:
             record.correct = record.answer == ref
         record.used_s = round(self.timer.end(pt), 4)
