@@ -15,8 +15,13 @@ from aimo3_recipe.training.rl_math import RLMathConfig, RLMathTrainer
 
 
 class ParityReward:
+    """Even-length text is 'correct'; `silent`: always wrong (this rank's groups all drop)."""
+
+    def __init__(self, silent: bool = False):
+        self.silent = silent
+
     def __call__(self, text, ground_truth, truncated=False, problem=None):
-        ok = len(text) % 2 == 0
+        ok = len(text) % 2 == 0 and not self.silent
         return RewardResult(1.0 if ok else -0.5, ok, False, None, "ok", truncated)
 
 
@@ -24,7 +29,12 @@ def checksum(model) -> float:
     return sum(float(p.detach().double().sum()) for p in model.state_dict().values())
 
 
-def main(model_dir: str, out: str) -> None:
+def main(model_dir: str, out: str, mode: str = "both") -> None:
+    """mode "both": every rank has a learning signal; "rank1_silent": rank 1 has none (its
+    groups are all dropped), so it must still join every backward pass and step."""
+    import os
+
+    rank = int(os.environ.get("RANK", "0"))
     from aimo3_recipe.rl import loop
 
     seen: list[str] = []
@@ -40,7 +50,7 @@ def main(model_dir: str, out: str) -> None:
                        batch_size=1, num_steps=1, max_new_tokens=12, learning_rate=1e-2,
                        eval_samples=0, device_map="cpu", use_lora=False, temperature=1.0,
                        use_vllm=False)
-    trainer = RLMathTrainer(cfg, ParityReward())
+    trainer = RLMathTrainer(cfg, ParityReward(silent=mode == "rank1_silent" and rank == 1))
     from aimo3_recipe.models import load_model
 
     initial = checksum(load_model(model_dir, device="cpu"))
@@ -48,6 +58,7 @@ def main(model_dir: str, out: str) -> None:
     # every rank's policy after the step (rank 0 also saved it)
     policy = trainer.backend.policy
     rank = trainer.backend.rank
+    Path(out).mkdir(parents=True, exist_ok=True)
     Path(out, f"rank{rank}.json").write_text(json.dumps({
         "rank": rank, "world_size": trainer.backend.world_size, "problems": seen,
         "checksum": checksum(policy), "initial_checksum": initial}))
@@ -56,4 +67,4 @@ def main(model_dir: str, out: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(*sys.argv[1:])

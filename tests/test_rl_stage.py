@@ -140,3 +140,18 @@ def test_two_processes_average_gradients(tmp_path, tiny_model_dir):
     w = _weights(model)
     assert sum(float(v.double().sum()) for v in w.values()) != pytest.approx(r0["checksum"],
                                                                             abs=1e-6)
+
+
+def test_a_rank_without_signal_still_joins_every_step(tmp_path, tiny_model_dir):
+    """Rank 1's groups are all dropped (no correctness variance): it must still take part in
+    each backward pass and optimizer step, or the gradient all-reduce would hang."""
+    script = Path(__file__).with_name("rl_ddp_worker.py")
+    out = tmp_path / "ddp-silent"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29518", str(script), str(tiny_model_dir), str(out), "rank1_silent"]
+    env = {**os.environ, "AIMO3_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert r0["checksum"] == pytest.approx(r1["checksum"], abs=1e-6)
+    assert r0["checksum"] != pytest.approx(r0["initial_checksum"], abs=1e-6)

@@ -4,7 +4,7 @@ The loop (loop.py) never touches a model: it asks a backend for a sampler, hands
 batches with advantages and masks, and tells it when to step, sync and save. The local
 backend (local_backend.py: torch + peft + accelerate, rollouts on the transformers engine
 sharing the live model or on vLLM with weights pushed in) and the Tinker backend implement
-the same five calls, so the algorithm exists once.
+the same calls, so the algorithm exists once.
 """
 
 from __future__ import annotations
@@ -38,6 +38,10 @@ class Backend(Protocol):
 
     def sync_sampler(self) -> dict[str, float]:
         """Make the sampler use the new weights (a no-op where it shares the live model)."""
+
+    def reduce(self, value: float, op: str) -> float:
+        """`value` combined over ranks, op "sum" or "max" (a collective: every rank calls it;
+        the value itself with one process)."""
 
     def save(self, path: Path) -> None:
         """Write everything a resume needs (weights or adapter, optimizer state) to `path`."""

@@ -65,8 +65,8 @@ class LocalBackend:
     # -- training ------------------------------------------------------------------------
     def logprobs(self, batch: RLBatch) -> torch.Tensor:
         batch = batch.to(self.accelerator.device)
-        with torch.no_grad():
-            lp, _ = token_logprobs(self.model, batch.input_ids_B_L, batch.attention_mask_B_L,
+        with torch.no_grad():  # the bare model: a DDP forward would be a collective call
+            lp, _ = token_logprobs(self.policy, batch.input_ids_B_L, batch.attention_mask_B_L,
                                    batch.loss_mask_B_L)
         return lp
 
@@ -88,6 +88,15 @@ class LocalBackend:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return {"train/grad_norm": float(norm)}
+
+    def reduce(self, value: float, op: str) -> float:
+        if self.world_size == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.accelerator.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX if op == "max" else dist.ReduceOp.SUM)
+        return float(t.item())
 
     # -- checkpoints ---------------------------------------------------------------------
     def save(self, path: Path) -> None:

@@ -61,7 +61,7 @@ def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
                 score_group(group, reward_fn)
         kept, adv_stats = assign_advantages(groups, scale_by_std=cfg.scale_by_std)
         with timer("train"):
-            train_metrics = update(cfg, backend, kept)
+            train_metrics = update(cfg, backend, kept, groups)
         with timer("weight_sync"):
             if "train/optimizer_steps" in train_metrics:  # the weights changed
                 train_metrics.update(backend.sync_sampler())
@@ -101,36 +101,52 @@ def summary_line(m: dict[str, Any], step: int, num_steps: int) -> str:
     return line
 
 
-def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup]) -> dict[str, float]:
-    """`ppo_epochs` passes over the kept rollouts in mini-batches; one optimizer step each."""
+def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup],
+           every_group: list[RolloutGroup]) -> dict[str, float]:
+    """`ppo_epochs` passes over the kept rollouts in mini-batches; one optimizer step each.
+    With several ranks, each runs the same number of steps and backward passes (a rank with
+    fewer rollouts fills in zero-advantage passes), since gradients are averaged in them."""
     rollouts, advantages = flatten_groups(groups)
-    if not rollouts:  # every group was all-right or all-wrong: nothing to learn this step
+    if backend.reduce(len(rollouts), "max") == 0:  # all groups all-right or all-wrong
         return {"train/skipped_step": 1.0}
     pad = backend.tokenizer.pad_token_id
-    size = cfg.mini_batch_size or len(rollouts)
-    on_policy = cfg.ppo_epochs == 1 and size >= len(rollouts)
+    size = cfg.mini_batch_size or max(1, len(rollouts))
+    plan = [_split(list(range(s, min(s + size, len(rollouts)))), cfg.gradient_accumulation_steps)
+            for s in range(0, len(rollouts), size)]
+    if backend.world_size > 1:
+        steps = int(backend.reduce(len(plan), "max"))
+        parts = int(backend.reduce(max((len(p) for p in plan), default=1), "max"))
+        plan = [p + [[]] * (parts - len(p)) for p in plan + [[]] * (steps - len(plan))]
+    filler = every_group[0].rollouts[0]  # a zero-advantage pass adds nothing to the gradient
+    on_policy = cfg.ppo_epochs == 1 and len(plan) == 1
     # the policy the ratios are taken against: the trainer before this step's updates
-    old = None if on_policy else _row_logprobs(backend, rollouts, advantages, pad)
+    old = None if on_policy or not rollouts else _row_logprobs(backend, rollouts, advantages, pad)
     loss_kwargs = {"epsilon_low": cfg.epsilon_low, "epsilon_high": cfg.epsilon_high,
                    "tis_cap": cfg.tis_cap or None}
     sums: Counter[str] = Counter()
     count = 0
     for _epoch in range(cfg.ppo_epochs):
-        for start in range(0, len(rollouts), size):
-            idx = list(range(start, min(start + size, len(rollouts))))
-            num_tokens = sum(rollouts[i].num_model_tokens for i in idx) / backend.world_size
-            for part in _split(idx, cfg.gradient_accumulation_steps):
-                batch = make_batch([rollouts[i] for i in part], [advantages[i] for i in part], pad)
-                old_part = None if old is None else _pad_rows([old[i] for i in part],
-                                                              batch.input_ids_B_L.shape[1])
+        for step_parts in plan:
+            local = sum(rollouts[i].num_model_tokens for part in step_parts for i in part)
+            # token-level mean over the step's tokens on all ranks (DDP averages gradients)
+            num_tokens = max(backend.reduce(local, "sum"), 1) / backend.world_size
+            for part in step_parts:
+                if part:
+                    batch = make_batch([rollouts[i] for i in part],
+                                       [advantages[i] for i in part], pad)
+                    old_part = None if old is None else _pad_rows(
+                        [old[i] for i in part], batch.input_ids_B_L.shape[1])
+                else:
+                    batch, old_part = make_batch([filler], [0.0], pad), None
                 m = backend.forward_backward(batch, old_logprobs=old_part, num_tokens=num_tokens,
                                              loss_kwargs=loss_kwargs)
-                sums.update(m)
-                count += 1
+                if part:
+                    sums.update(m)
+                    count += 1
             sums.update(backend.optim_step())
-    out = {k: v / count for k, v in sums.items() if k != "train/grad_norm"}
-    out["train/loss"] = sums["train/loss"]  # the parts' losses add up to the steps' loss
-    steps = cfg.ppo_epochs * -(-len(rollouts) // size)
+    steps = cfg.ppo_epochs * len(plan)
+    out = {k: v / max(count, 1) for k, v in sums.items() if k != "train/grad_norm"}
+    out["train/loss"] = sums["train/loss"] / steps  # the parts' losses add up to a step's
     out["train/grad_norm"] = sums["train/grad_norm"] / steps
     out["train/optimizer_steps"] = float(steps)
     return out

@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -214,15 +215,17 @@ class TinkerBackend:
         notice(f"Tinker {op} may have been applied before it failed: restoring "
                f"{self.base_state} and replaying {len(self._journal)} calls")
         self.retrier.stats["tinker/recoveries"] += 1
+        last: TinkerServiceError | None = None
         for _ in range(2):
             try:
                 self._restore()
                 for done_op, args in self._journal:
                     self.retrier.call(f"replay {done_op}", lambda o=done_op, a=args: self._submit(o, a))
                 return
-            except TinkerServiceError:
-                continue
-        raise TinkerServiceError(f"Tinker {op}: could not restore {self.base_state} after a failure")
+            except TinkerServiceError as err:
+                last = err
+        raise TinkerServiceError(f"Tinker {op} failed, and restoring {self.base_state} to retry "
+                                 f"it failed too: {last}") from None
 
     def _restore(self) -> None:
         load = lambda: self.client.load_state_with_optimizer(self.base_state)  # noqa: E731
@@ -232,13 +235,18 @@ class TinkerBackend:
 
     # -- checkpoints ---------------------------------------------------------------------
     def _save_state(self, name: str) -> str:
-        out = self.retrier.call("save_state", lambda: self.client.save_state(name))
+        # a fresh name per attempt: a retried save must not collide with one that got through
+        out = self.retrier.call("save_state",
+                                lambda: self.client.save_state(f"{name}-{uuid.uuid4().hex[:8]}"))
         return out.path
+
+    def reduce(self, value: float, op: str) -> float:
+        return value  # one client process: nothing to combine
 
     def save(self, path: Path) -> None:
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        state = self._save_state(f"{self.prefix}-{path.name}-{int(time.time())}")
+        state = self._save_state(f"{self.prefix}-{path.name}")
         (path / STATE_FILE).write_text(json.dumps({"state_path": state}) + "\n")
         self.base_state, self._journal = state, []
 
