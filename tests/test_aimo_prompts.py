@@ -29,7 +29,7 @@ def test_harmony_prompt_for_gpt_oss():
         pytest.skip(f"openai-harmony cannot load its encoding offline here: {e}")
     ids = prompt_ids("harmony", None, "Find n.", reasoning_effort="medium")
     text = enc.decode(ids)
-    assert "Reasoning: medium" in text and AIMO_RULE in text
+    assert "Reasoning: medium" in text and AIMO_RULE in text and "## python" in text
     assert text.endswith("<|start|>user<|message|>Find n.<|end|><|start|>assistant")
 
 

@@ -51,6 +51,13 @@ unfinished rollout is cancelled: its requests are aborted in the engine, a cell 
 is killed, and its result keeps what it had up to its last finished turn, with
 finish_reason="cancelled" (the competition solver's early stop and hard deadline use this).
 
+Harmony (gpt-oss, `TIRConfig(tool_format="harmony")`): instead of fenced blocks, the model
+calls its python tool with a message whose header names the recipient (`<|channel|>analysis
+to=python code<|message|>CODE<|call|>`) and stops at the `<|call|>` token (an EOS of gpt-oss);
+the output goes back as a tool message, `<|start|>python to=assistant<|channel|>analysis
+<|message|>OUTPUT<|end|><|start|>assistant`, and the model goes on. Special tokens are
+dropped from the texts (`text` is still the decoded ids), kept in the ids.
+
 Entropy: when the engine returns top-k log-probs (`SamplingConfig.top_logprobs`),
 `TIRResult.entropies` holds each sampled token's entropy, in `model_token_ids` order.
 
@@ -83,6 +90,10 @@ from aimo3_recipe.utils.code_execution import (
 CODE_OPEN = "```python"
 FENCE_STOP = "```\n"  # a closing fence (an opening one is "```python\n")
 OUTPUT_OPEN = "```output"
+TOOL_FORMATS = ("fenced", "harmony")
+HARMONY_CALL = "<|call|>"  # gpt-oss ends a tool call with this token
+HARMONY_OUTPUT = ("<|start|>python to=assistant<|channel|>analysis<|message|>{output}<|end|>"
+                  "<|start|>assistant")
 
 
 @dataclass
@@ -92,8 +103,12 @@ class TIRConfig:
     max_rounds: int | None = None  # generate calls per rollout (None: 2 * max_tool_calls + 4)
     max_output_chars: int = 2000  # tool output put back into the context, per block
     sandbox: SandboxConfig = field(default_factory=SandboxConfig)  # per-cell limits (if no pool)
+    tool_format: str = "fenced"  # fenced (```python blocks) | harmony (gpt-oss python tool)
 
     def __post_init__(self) -> None:
+        if self.tool_format not in TOOL_FORMATS:
+            raise ConfigError(f"TIRConfig.tool_format must be one of {TOOL_FORMATS}; "
+                              f"got {self.tool_format!r}")
         if self.max_tool_calls < 0:
             raise ConfigError(f"TIRConfig.max_tool_calls must be >= 0; got {self.max_tool_calls}")
         if self.max_new_tokens is not None and self.max_new_tokens < 1:
@@ -165,6 +180,32 @@ def format_tool_output(result: ExecResult, max_chars: int, after_marker: bool) -
         out = out[:max_chars] + f"\n[... {len(out) - max_chars} more characters cut ...]"
     head = "\n" if after_marker else OUTPUT_OPEN + "\n"
     return f"{head}{out}\n```\n"
+
+
+def find_harmony_call(text: str) -> str | None:
+    """The code of the python tool call that `text` (decoded with special tokens kept) ends
+    with: its last message's header (after the last <|end|> / <|start|>) names `to=python`
+    and it ends at <|call|>. None otherwise (another recipient, or no call)."""
+    body = text.rstrip()
+    if not body.endswith(HARMONY_CALL):
+        return None
+    body = body[: -len(HARMONY_CALL)]
+    at = body.rfind("<|message|>")
+    if at < 0:
+        return None
+    header = body[:at]
+    header = header[max(header.rfind("<|end|>"), header.rfind("<|start|>")) + 1:]
+    if "to=python" not in header:
+        return None
+    return body[at + len("<|message|>"):]
+
+
+def format_harmony_output(result: ExecResult, max_chars: int) -> str:
+    """The tool message that answers a Harmony python call, ending with the assistant's turn."""
+    out = result.output.rstrip("\n")
+    if len(out) > max_chars:
+        out = out[:max_chars] + f"\n[... {len(out) - max_chars} more characters cut ...]"
+    return HARMONY_OUTPUT.format(output=out)
 
 
 def cut_at_markers(text: str, markers: list[str]) -> tuple[str, str | None, bool]:
@@ -242,11 +283,21 @@ class _Rollout:
 class _Tokens:
     """The engine tokenizer's decode / encode, as TIR uses them."""
 
-    def __init__(self, tokenizer) -> None:
+    def __init__(self, tokenizer, tool_format: str = "fenced") -> None:
         if tokenizer is None:
             raise ConfigError("run_tir needs an engine with a `tokenizer` (TIR continuations "
                               "are built as token ids)")
         self.tokenizer = tokenizer
+        self.call_id: int | None = None  # Harmony: the id of <|call|>
+        if tool_format == "harmony":
+            cid = tokenizer.convert_tokens_to_ids(HARMONY_CALL)
+            if cid is None or cid == getattr(tokenizer, "unk_token_id", None):
+                raise ConfigError(f"tool_format='harmony' needs a tokenizer with the "
+                                  f"{HARMONY_CALL} token (gpt-oss's); this one has none")
+            self.call_id = int(cid)
+
+    def decode_special(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=False)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -297,7 +348,19 @@ def _step(r: _Rollout, comp, tok: _Tokens, round_stops: list[str],
         r.add(stop, "model", forced, 0, [0.0] * len(forced))
         marker = stop
     can_call = r.calls < max_tool_calls
-    if marker in (FENCE_STOP, OUTPUT_OPEN):
+    if tok.call_id is not None:  # Harmony: a tool call is a message ending at <|call|>
+        if comp.finish_reason == "stop" and ids and ids[-1] == tok.call_id:
+            code = find_harmony_call(tok.decode_special(ids))
+            if code is not None:
+                if can_call:
+                    r.pending_code, r.pending_after_marker = code, False
+                else:
+                    r.done, r.finish_reason = True, "max_tool_calls"
+                return
+        if marker is not None or comp.finish_reason != "length":
+            r.done, r.finish_reason = True, "stop"
+            return
+    elif marker in (FENCE_STOP, OUTPUT_OPEN):
         code = find_pending_code(r.text[r.turn_start:])
         if code is not None and can_call:
             r.pending_code, r.pending_after_marker = code, marker == OUTPUT_OPEN
@@ -319,7 +382,9 @@ def _check_limits(r: _Rollout, max_rounds: int) -> None:
         r.done, r.finish_reason = True, "max_rounds"
 
 
-def _stops(user_stops: list[str], can_call: bool) -> list[str]:
+def _stops(user_stops: list[str], can_call: bool, tool_format: str = "fenced") -> list[str]:
+    if tool_format == "harmony":  # tool calls end at a token (an EOS), not a string
+        return list(dict.fromkeys(user_stops))
     return list(dict.fromkeys([OUTPUT_OPEN] + user_stops + ([FENCE_STOP] if can_call else [])))
 
 
@@ -335,10 +400,14 @@ def _finish_code(r: _Rollout, res: ExecResult, tok: _Tokens, config: TIRConfig,
     r.errors += int(not res.ok)
     r.timeouts += int(res.timed_out)
     r.tool_seconds += res.duration_s
-    out = format_tool_output(res, config.max_output_chars, r.pending_after_marker)
-    if r.pending_after_marker and r.text.endswith("\n"):  # the model's marker token had it
-        out = out[1:]
-    ids = tok.encode(out)
+    if tok.call_id is not None:
+        ids = tok.encode(format_harmony_output(res, config.max_output_chars))
+        out = tok.decode(ids)  # its special tokens are in the ids, not the text
+    else:
+        out = format_tool_output(res, config.max_output_chars, r.pending_after_marker)
+        if r.pending_after_marker and r.text.endswith("\n"):  # the model's marker had it
+            out = out[1:]
+        ids = tok.encode(out)
     r.add(out, "tool", ids, 0, [0.0] * len(ids))
     r.pending_code = None
     r.turn_start = len(r.text)
@@ -377,7 +446,7 @@ def run_tir(engine: Engine, prompts: list[str] | list[list[int]], sampling: Samp
     returns one list of TIRResult per prompt. `should_stop` (module docstring) can cancel
     the unfinished rollouts at any engine step."""
     config = config or TIRConfig()
-    tok = _Tokens(getattr(engine, "tokenizer", None))
+    tok = _Tokens(getattr(engine, "tokenizer", None), config.tool_format)
     if prompts and isinstance(prompts[0], str):
         from aimo3_recipe.data.renderers import encode_prompt
 
@@ -415,7 +484,8 @@ def _run_rounds(engine: Engine, prompts: list[list[int]], flat: list[_Rollout], 
         active = [r for r in flat if not r.done]
         if not active:
             break
-        stops = _stops(user_stops, any(r.calls < config.max_tool_calls for r in active))
+        stops = _stops(user_stops, any(r.calls < config.max_tool_calls for r in active),
+                       config.tool_format)
         round_cfg = replace(sampling, n=1, stop=stops, include_stop_str=True,
                             max_tokens=max(1, min(r.budget for r in active)))
         if round_idx == 0:  # n samples of each prompt: distinct even under a fixed seed
@@ -455,7 +525,7 @@ def _run_streaming(engine: StreamingEngine, prompts: list[list[int]], flat: list
     tag = uuid.uuid4().hex[:8]
 
     def stops(r: _Rollout) -> list[str]:
-        return _stops(user_stops, r.calls < config.max_tool_calls)
+        return _stops(user_stops, r.calls < config.max_tool_calls, config.tool_format)
 
     def submit(i: int) -> None:
         r = flat[i]

@@ -29,6 +29,7 @@ from aimo3_recipe.inference.aimo.answers import AIMOAnswer, normalise_answer
 from aimo3_recipe.inference.aimo.budget import Clock
 from aimo3_recipe.inference.aimo.config import SolverConfig
 from aimo3_recipe.inference.aimo.log import AttemptRecord, entropy_stats
+from aimo3_recipe.inference.aimo.prompts import tool_format_of
 from aimo3_recipe.inference.engine import Engine, SamplingConfig
 from aimo3_recipe.inference.solution_selection import (
     Candidate,
@@ -115,7 +116,8 @@ def run_attempts(engine: Engine, prompt_ids: list[int], problem: str, cfg: Solve
     sampling = SamplingConfig(n=n, temperature=cfg.temperature, top_p=cfg.top_p,
                               max_tokens=cfg.max_tokens, seed=cfg.seed, logprobs=True,
                               top_logprobs=cfg.top_logprobs)
-    tir = TIRConfig(max_tool_calls=cfg.max_tool_calls, max_new_tokens=cfg.max_tokens)
+    tir = TIRConfig(max_tool_calls=cfg.max_tool_calls, max_new_tokens=cfg.max_tokens,
+                    tool_format=tool_format_of(cfg.prompt_format))
     results = run_tir(engine, [prompt_ids], sampling, tir, pool, should_stop=should_stop)[0]
     records = []
     for i, r in enumerate(results):

@@ -5,10 +5,11 @@
   on) plus `AIMO_RULE`; a tokenizer without a template gets the plain "Problem: ...
   Solution:" format. Code runs through ```python blocks (tir_executor).
 - "harmony": gpt-oss's Harmony format rendered by `openai-harmony` (optional; it ships with
-  vLLM): system message with the reasoning effort, developer message with the TIR
-  instructions and `AIMO_RULE`, then the user's problem, ending with the assistant's turn.
-  Limit: Harmony's own python tool (`to=python` messages ending at `<|call|>`) is not
-  executed, only ```python blocks are: the developer message asks for those.
+  vLLM): system message with the reasoning effort and the python tool declared, developer
+  message with `HARMONY_INSTRUCTIONS` and `AIMO_RULE`, then the user's problem, ending with
+  the assistant's turn. The model calls the tool with `to=python` messages ending at
+  `<|call|>`, which run_tir executes with `TIRConfig(tool_format="harmony")`
+  (`tool_format_of` gives the TIR format of a prompt format).
 
 Both return prompt token ids: engines take ids (engine.py), so what the model sees is
 exactly what was rendered.
@@ -25,6 +26,17 @@ AIMO_RULE = (
     "the problem wants a remainder: reduce it as the problem says. Put the final answer in "
     "\\boxed{}."
 )
+
+
+HARMONY_INSTRUCTIONS = (
+    "Solve the problem step by step. Use the python tool to compute and to check your "
+    "reasoning; its output comes back to you."
+)
+
+
+def tool_format_of(prompt_format: str) -> str:
+    """The TIR tool-call format (tir_executor.TOOL_FORMATS) a prompt format uses."""
+    return "harmony" if prompt_format == "harmony" else "fenced"
 
 
 def system_prompt() -> str:
@@ -61,8 +73,10 @@ def harmony_prompt_ids(problem: str, reasoning_effort: str = "high") -> list[int
         raise ConfigError(f"reasoning_effort must be one of {list(efforts)}; "
                           f"got {reasoning_effort!r}")
     enc = h.load_harmony_encoding(h.HarmonyEncodingName.HARMONY_GPT_OSS)
-    system = h.SystemContent.new().with_reasoning_effort(efforts[reasoning_effort])
-    developer = h.DeveloperContent.new().with_instructions(system_prompt())
+    system = (h.SystemContent.new().with_reasoning_effort(efforts[reasoning_effort])
+              .with_tools(h.ToolNamespaceConfig.python()))
+    developer = h.DeveloperContent.new().with_instructions(
+        f"{HARMONY_INSTRUCTIONS}\n{AIMO_RULE}")
     conv = h.Conversation.from_messages([
         h.Message.from_role_and_content(h.Role.SYSTEM, system),
         h.Message.from_role_and_content(h.Role.DEVELOPER, developer),

@@ -162,7 +162,7 @@ class ReplayRule(TimeRule):
     early_stop_k: int = 4  # stop once this many agree (0: off)
     early_stop_runner_up: bool = False  # stop once the runner-up cannot catch up
     selection: str = "majority_vote"  # majority_vote | weighted_vote | vote_score
-    confidence: str = "weight"  # weight (logged) | logprob | none | entropy_<stat>, e.g. entropy_tail256_median
+    confidence: str = "weight"  # weight (logged) | logprob | none | entropy_<stat> (tail256_mean)
     vote_confidence: float = 0.1  # vote_score: weight of the confidence term
     vote_consensus: float = 0.05  # vote_score: weight of the consensus term
     time_scale: float = 1.0  # multiply logged attempt times (a CPU log at GPU pace)
