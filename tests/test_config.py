@@ -5,6 +5,7 @@ import pytest
 from aimo3_recipe.config import from_dict, load_config
 from aimo3_recipe.evaluation.config import EvalConfig
 from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.aimo.config import SolverConfig
 from aimo3_recipe.training.config import TrainConfig
 from aimo3_recipe.training.tinker_config import TinkerTrainConfig
 from aimo3_recipe.training.train import build_parser, cli
@@ -13,12 +14,14 @@ CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"
 
 
 def config_class_for(path: Path) -> type:
-    """Which dataclass a file in `configs/` overrides, by its name: train_*, eval*, tinker_*."""
+    """Which dataclass a file in `configs/` overrides, by its name: train_*, eval*, tinker_*,
+    kaggle_* (the AIMO3 solver)."""
     for prefix, cls in (("tinker", TinkerTrainConfig), ("eval", EvalConfig),
-                        ("train", TrainConfig)):
+                        ("train", TrainConfig), ("kaggle", SolverConfig)):
         if path.stem.startswith(prefix):
             return cls
-    raise AssertionError(f"{path}: config files are named train_*, eval* or tinker_*.yaml")
+    raise AssertionError(f"{path}: config files are named train_*, eval*, tinker_* or "
+                         "kaggle_*.yaml")
 
 
 def test_recipe_configs_exist():

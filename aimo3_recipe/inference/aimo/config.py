@@ -23,6 +23,7 @@ class SolverConfig(TimeRule):
     use_vllm: bool | str = "auto"  # auto (vLLM where installed and fast here) | true | false
     max_model_len: int = 65536  # vLLM context length (prompt + attempt)
     gpu_memory_utilization: float = 0.9  # vLLM, CUDA only
+    kv_cache_dtype: str = "auto"  # vLLM KV cache: auto | fp8 (the public solutions' choice)
     prompt_format: str = "chatml"  # chatml (the tokenizer's chat template) | harmony (gpt-oss)
     reasoning_effort: str = "high"  # harmony only: low | medium | high
     num_attempts: int = 8  # attempts per problem, run concurrently

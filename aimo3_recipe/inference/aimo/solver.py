@@ -79,9 +79,12 @@ class AIMOSolver:
             from aimo3_recipe.inference.engine import make_engine
 
             cfg = self.config
+            vllm_kw: dict[str, Any] = {"max_model_len": cfg.max_model_len,
+                                       "gpu_memory_utilization": cfg.gpu_memory_utilization}
+            if cfg.kv_cache_dtype != "auto":
+                vllm_kw["kv_cache_dtype"] = cfg.kv_cache_dtype
             self._engine = make_engine(cfg.model_name_or_path, cfg.use_vllm,
-                                       seed=cfg.seed or 0, max_model_len=cfg.max_model_len,
-                                       gpu_memory_utilization=cfg.gpu_memory_utilization)
+                                       seed=cfg.seed or 0, **vllm_kw)
         return self._engine
 
     @property
