@@ -46,7 +46,14 @@ from aimo3_recipe.inference.tinker_engine import TinkerEngine
 from aimo3_recipe.rl.batch import RLBatch
 from aimo3_recipe.rl.loss import policy_loss
 from aimo3_recipe.utils.notice import notice
-from aimo3_recipe.utils.tinker_sdk import Retrier, TinkerServiceError, resolve
+from aimo3_recipe.utils.tinker_sdk import (
+    Retrier,
+    TinkerServiceError,
+    describe,
+    is_transient,
+    resolve,
+    wait,
+)
 
 LOSS_FNS = ("ppo", "importance_sampling")
 STATE_FILE = "tinker.json"
@@ -211,21 +218,26 @@ class TinkerBackend:
 
     def _recover(self, op: str) -> None:
         """Back to the state after the journal: load the base state, clear gradients, replay.
-        A failure in here counts as a failure of the attempt being retried."""
+        Loading is idempotent and retried as it is; a replayed call is sent once, and if it
+        fails the whole recovery starts over (a resent replay could be applied twice)."""
         notice(f"Tinker {op} may have been applied before it failed: restoring "
                f"{self.base_state} and replaying {len(self._journal)} calls")
         self.retrier.stats["tinker/recoveries"] += 1
-        last: TinkerServiceError | None = None
-        for _ in range(2):
+        last: BaseException | None = None
+        for attempt in range(1, self.retrier.policy.max_attempts + 1):
             try:
                 self._restore()
                 for done_op, args in self._journal:
-                    self.retrier.call(f"replay {done_op}", lambda o=done_op, a=args: self._submit(o, a))
+                    wait(self._submit(done_op, args), self.retrier.policy.timeout)
                 return
-            except TinkerServiceError as err:
+            except Exception as err:  # noqa: BLE001 - counted, retried, reported below
                 last = err
+                self.retrier.stats["tinker/errors/recovery"] += 1
+                if isinstance(err, TinkerServiceError) or not is_transient(err):
+                    break
+                time.sleep(self.retrier.delay(attempt))
         raise TinkerServiceError(f"Tinker {op} failed, and restoring {self.base_state} to retry "
-                                 f"it failed too: {last}") from None
+                                 f"it failed too: {describe(last) if last else '?'}") from None
 
     def _restore(self) -> None:
         load = lambda: self.client.load_state_with_optimizer(self.base_state)  # noqa: E731

@@ -40,6 +40,10 @@ class FaultPlan:
     max_faults: int = 40  # bound on injected faults
     delay_s: float = 1.5  # the pause of a `delay` fault
     persistent_after: int | None = None  # 503 to every request after this many
+    # paths whose n-th POST (n = drop_at) is dropped after the server acted, whatever the dice
+    # say: the ambiguous fault, made certain to happen
+    drops_on: tuple[str, ...] = ()
+    drop_at: int = 3
     seed: int = 0
 
 
@@ -54,6 +58,7 @@ class FaultProxy:
     def start(self) -> FaultProxy:
         self._rng = random.Random(self.plan.seed)
         self._requests = 0
+        self._per_path: dict[str, int] = {}
         self._ready = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
@@ -68,6 +73,7 @@ class FaultProxy:
     def set_plan(self, plan: FaultPlan) -> None:
         self._rng = random.Random(plan.seed)
         self._requests = 0
+        self._per_path = {}
         self.plan = plan
 
     def stop(self) -> None:
@@ -99,6 +105,11 @@ class FaultProxy:
             return "503"
         if method != "POST" or not path.startswith(plan.paths):
             return None
+        for target in plan.drops_on:
+            if path == target:
+                self._per_path[target] = self._per_path.get(target, 0) + 1
+                if self._per_path[target] == plan.drop_at:
+                    return "drop"
         if sum(self.counts.values()) >= plan.max_faults or self._rng.random() >= plan.rate:
             return None
         kinds = plan.kinds
