@@ -24,9 +24,7 @@ PKG = Path(aimo3_recipe.__file__).parent
 CONFIG_SUFFIXES = ("Config", "Fields", "Settings")
 # Configs whose reader is still being written: their unread fields are tolerated while the
 # reader module (relative to the package) does not exist. Delete an entry when it lands.
-AWAITING_READER = {
-    "TinkerTrainConfig": "training/tinker_sft_math.py",  # the Tinker entry points (issue 15)
-}
+AWAITING_READER: dict[str, str] = {}
 # Unread fields found and owed a fix: each must still be unread (delete the entry when it is
 # read) and no other may appear.
 KNOWN_UNREAD: set[tuple[str, str]] = set()

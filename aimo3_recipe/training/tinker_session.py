@@ -139,7 +139,7 @@ def export_weights(service, backend: TinkerBackend, cfg: TinkerTrainConfig) -> P
 
 
 def _download(url: str, timeout: float) -> bytes:
-    with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - the service's URL
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
         return resp.read()
 
 
@@ -166,7 +166,7 @@ def unpack_adapter(archive: bytes, out: Path, base_model: str) -> Path:
     config = json.loads((out / "adapter_config.json").read_text())
     if not config.get("target_modules"):
         with safe_open(str(out / "adapter_model.safetensors"), "pt") as f:
-            names = {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in f.keys() if ".lora_" in k}
+            names = {k.split(".lora_")[0].rsplit(".", 1)[-1] for k in f.keys() if ".lora_" in k}  # noqa: SIM118
         config["target_modules"] = sorted(names)
     config["base_model_name_or_path"] = base_model
     (out / "adapter_config.json").write_text(json.dumps(config, indent=2) + "\n")

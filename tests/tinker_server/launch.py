@@ -33,7 +33,7 @@ def _engine_cmd(parent_cmd, engine_config):
 
 def main() -> None:
     if sys.argv[1:] == ["--check"]:  # setup.sh: the server imports with the workarounds
-        import skyrl.tinker.api  # noqa: F401
+        import skyrl.tinker.api
         import skyrl.tinker.engine  # noqa: F401
 
         print("[tinker-server] skyrl.tinker.api and .engine import")
@@ -45,8 +45,7 @@ def main() -> None:
     import argparse
 
     import uvicorn
-
-    import skyrl.tinker.api as api
+    from skyrl.tinker import api
     from skyrl.tinker.config import EngineConfig, add_model
     from skyrl.utils.log import get_uvicorn_log_config
 

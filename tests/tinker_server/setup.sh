@@ -12,7 +12,14 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 VENV="${AIMO3_SKYRL_VENV:-.venv-skyrl}"
 SKYRL_SPEC="${SKYRL_SPEC:-skyrl[tinker,jax]==0.3.0}"
+CLIENT_VENV="${AIMO3_VENV:-.venv}"
 t0=$(date +%s)
+# the client side: the tinker SDK the server speaks, within the [tinker] extra's range
+if [[ -x "$CLIENT_VENV/bin/python" ]]; then
+  "$CLIENT_VENV/bin/python" -m pip install --disable-pip-version-check -q \
+    "tinker==${TINKER_TEST_SDK:-0.24.1}" "chz>=0.3,<0.5" "python-dotenv>=1.0,<1.3"
+  echo "[tinker-server] $CLIENT_VENV has tinker $("$CLIENT_VENV/bin/python" -c 'from importlib.metadata import version; print(version("tinker"))')"
+fi
 if [[ -x "$VENV/bin/python" ]] && "$VENV/bin/python" -c "import skyrl, jax, fastapi" >/dev/null 2>&1; then
   echo "[tinker-server] $VENV already has skyrl"
   exit 0
