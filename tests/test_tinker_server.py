@@ -191,7 +191,8 @@ def test_rl_cli_writes_metrics_samples_checkpoints_and_no_secret(
     args = dict(model_name=model, base_url=url, log_dir=log_dir, dataset=short_data,  # noqa: C408 - key=value, as on the command line
                 init_state=init, lora_rank=8, batch_size=2, group_size=8, temperature=1.5,
                 rl_steps=3, rl_mode="cot", max_new_tokens=12, eval_samples=2,
-                rl_learning_rate=1e-2, save_every=2, save_samples=True, sample_save_rate=1.0,
+                rl_learning_rate=1e-2, ppo_epochs=2, save_every=2, save_samples=True,
+                sample_save_rate=1.0,
                 verbose=True, export=True)
     out = _cli("rl", args, MARKER_KEY)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -240,7 +240,7 @@ class TinkerBackend:
                                  f"it failed too: {describe(last) if last else '?'}") from None
 
     def _restore(self) -> None:
-        load = lambda: self.client.load_state_with_optimizer(self.base_state)  # noqa: E731
+        load = lambda: self.client.load_state_with_optimizer(self.base_state)
         self.retrier.call("load_state_with_optimizer", load)
         self.retrier.call("optim_step (clear gradients)", lambda: self._submit("optim_step", 0.0))
         self.retrier.call("load_state_with_optimizer", load)
