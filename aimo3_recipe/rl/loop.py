@@ -205,6 +205,8 @@ def rollout_metrics(groups: list[RolloutGroup]) -> dict[str, float]:
         "rollouts/completion_tokens": sum(r.num_model_tokens for r in rollouts) / n,
         "rollouts/tool_calls": sum(r.num_tool_calls for r in rollouts) / n,
         "rollouts/tool_errors": sum(r.num_tool_errors for r in rollouts) / n,
+        # sandbox seconds summed over rollouts (they overlap with generation, which waits less)
+        "time/tools": sum(r.tool_seconds for r in rollouts),
         "grader/timeouts": float(status["timeout"]),
         "grader/too_complex": float(status["too_complex"]),
         "grader/errors": float(status["error"]),

@@ -30,6 +30,7 @@ class Rollout:
     finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
     num_tool_calls: int = 0  # code blocks executed
     num_tool_errors: int = 0  # code blocks that raised, timed out or crashed
+    tool_seconds: float = 0.0  # sandbox wall clock of its code blocks
 
     def __post_init__(self) -> None:
         # a length mismatch would silently shift every log-prob against its token
@@ -70,6 +71,7 @@ class Rollout:
             finish_reason=result.finish_reason,
             num_tool_calls=result.num_code_calls,
             num_tool_errors=result.num_code_errors,
+            tool_seconds=getattr(result, "tool_seconds", 0.0),
         )
 
 
