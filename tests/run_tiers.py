@@ -36,7 +36,9 @@ def main(extra: list[str]) -> int:
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         sys.stdout.write(proc.stdout)
         minutes = (time.time() - t0) / 60
-        last = next((line for line in reversed(proc.stdout.splitlines()) if line.strip()), "")
+        # pytest's closing line (asyncio noise may follow it)
+        last = next((line for line in reversed(proc.stdout.splitlines())
+                     if re.search(r"\d+ (passed|failed|errors?|deselected)\b", line)), "")
         for count, word in re.findall(r"(\d+) (passed|failed|skipped|errors?|deselected)", last):
             totals[word] += int(count)
         if proc.returncode not in (0, 5):
