@@ -29,7 +29,7 @@ test: install
 	$(PY) tests/run_tiers.py
 
 test-fast: install
-	$(PY) -m pytest -q -m "not slow and not vllm"
+	$(PY) -m pytest -q -m "not slow and not vllm and not tinker"
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache
