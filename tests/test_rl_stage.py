@@ -68,7 +68,7 @@ def test_cli_rl_stage_writes_metrics_and_samples(tmp_path, tiny_model_dir):
            "--max-new-tokens", "12", "--save-samples", "--sample-save-rate", "1.0",
            "--eval-steps", "1", "--eval-samples", "2", "--device", "cpu", "--use-vllm", "false",
            "--temperature", "1.0"]
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600,
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
                          env={**os.environ, "AIMO3_PROGRESS": "0"})
     assert res.returncode == 0, res.stderr[-3000:]
     run = out / "rl"
@@ -107,7 +107,7 @@ def test_killed_run_resumes_with_the_same_metrics(tmp_path, tiny_model_dir):
     with pytest.raises(KeyboardInterrupt):  # dies grading step 3, after checkpoint step-2
         RLMathTrainer(_cfg(tiny_model_dir, cut, num_steps=4),
                       ParityReward(fail_on_call=2 * 2 * 4 + 3)).train(data)
-    assert sorted(p.name for p in (cut / "checkpoints").iterdir())[-1] == "step-2"
+    assert max(p.name for p in (cut / "checkpoints").iterdir()) == "step-2"
     RLMathTrainer(_cfg(tiny_model_dir, cut, num_steps=4), ParityReward()).train(data)
     a, b = read_metrics(full), read_metrics(cut)
     assert [r["step"] for r in b] == [1, 2, 3, 4]  # nothing logged twice
@@ -128,7 +128,7 @@ def test_two_processes_average_gradients(tmp_path, tiny_model_dir):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", "29517", str(script), str(tiny_model_dir), str(out)]
     env = {**os.environ, "AIMO3_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     r0, r1 = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
     assert r0["world_size"] == r1["world_size"] == 2
@@ -150,7 +150,7 @@ def test_a_rank_without_signal_still_joins_every_step(tmp_path, tiny_model_dir):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
            "--master_port", "29518", str(script), str(tiny_model_dir), str(out), "rank1_silent"]
     env = {**os.environ, "AIMO3_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env)
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, check=False)
     assert res.returncode == 0, res.stderr[-3000:]
     r0, r1 = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
     assert r0["checksum"] == pytest.approx(r1["checksum"], abs=1e-6)

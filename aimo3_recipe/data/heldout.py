@@ -31,10 +31,10 @@ def _arithmetic(r: random.Random) -> tuple[str, int]:
     a, b, c = r.randint(12, 99), r.randint(3, 40), r.randint(2, 9)
     name = r.choice(_NAMES)
     forms = [
-        (f"{name} had {a} stickers, gave away {b} of them and then bought {c} more. "
-         f"How many stickers does {name} have now?", a - b + c),
-        (f"Take the number {a}, add {b} to it, then multiply the total by {c}. "
-         "What number do you end up with?", (a + b) * c),
+        ((f"{name} had {a} stickers, gave away {b} of them and then bought {c} more. "
+         f"How many stickers does {name} have now?"), a - b + c),
+        ((f"Take the number {a}, add {b} to it, then multiply the total by {c}. "
+         "What number do you end up with?"), (a + b) * c),
         (f"A crate holds {c} rows of {b} bottles. How many bottles fill {a % 5 + 2} crates?",
          c * b * (a % 5 + 2)),
         (f"Multiply {c} by {a}, then take away {b}. What remains?", c * a - b),
@@ -48,10 +48,10 @@ def _division(r: random.Random) -> tuple[str, int]:
     n = q * d
     name = r.choice(_NAMES)
     forms = [
-        (f"{n} sweets are shared equally among {d} children. How many sweets does each "
-         "child get?", q),
-        (f"{name} cuts a ribbon {n} cm long into pieces of {d} cm each. How many pieces "
-         "are there?", q),
+        ((f"{n} sweets are shared equally among {d} children. How many sweets does each "
+         "child get?"), q),
+        ((f"{name} cuts a ribbon {n} cm long into pieces of {d} cm each. How many pieces "
+         "are there?"), q),
         (f"What number, multiplied by {d}, gives {n}?", q),
     ]
     return r.choice(forms)
@@ -61,8 +61,8 @@ def _linear(r: random.Random) -> tuple[str, int]:
     x, a, b = r.randint(-9, 15), r.randint(2, 9), r.randint(1, 30)
     forms = [
         (f"Five times a number, increased by {b}, is {5 * x + b}. What is the number?", x),
-        (f"I think of a number, multiply it by {a} and subtract {b}; the result is "
-         f"{a * x - b}. Which number did I think of?", x),
+        ((f"I think of a number, multiply it by {a} and subtract {b}; the result is "
+         f"{a * x - b}. Which number did I think of?"), x),
         (f"For which value of n does {a}n + {b} equal {a * x + b}?", x),
         (f"The number y satisfies {b} + {a}y = {b + a * x}. Give y.", x),
     ]
@@ -74,13 +74,13 @@ def _modular(r: random.Random) -> tuple[str, int]:
     k, base = r.randint(3, 9), r.randint(2, 7)
     name = r.choice(_NAMES)
     forms = [
-        (f"{name} packs {a} eggs into boxes of {m}. How many eggs are left over once every "
-         "full box is packed?", a % m),
+        ((f"{name} packs {a} eggs into boxes of {m}. How many eggs are left over once every "
+         "full box is packed?"), a % m),
         (f"After dividing {a} by {m}, what is left over?", a % m),
         (f"Raise {base} to the power {k}. What remainder is left after division by {m}?",
          pow(base, k, m)),
-        (f"Today is the first day of a {m}-day cycle. Counting today as day 0, which day of "
-         f"the cycle (0 to {m - 1}) is it after {a} days?", a % m),
+        ((f"Today is the first day of a {m}-day cycle. Counting today as day 0, which day of "
+         f"the cycle (0 to {m - 1}) is it after {a} days?"), a % m),
     ]
     return r.choice(forms)
 
@@ -92,10 +92,10 @@ def _gcd_lcm(r: random.Random) -> tuple[str, int]:
         b = g * r.randint(2, 9)
     forms = [
         (f"Find the greatest common factor of {a} and {b}.", math.gcd(a, b)),
-        (f"Two lamps flash every {a} and every {b} seconds, and they just flashed together. "
-         "After how many seconds will they next flash together?", math.lcm(a, b)),
-        (f"{a} red and {b} blue beads are split into identical bags with nothing left over. "
-         "At most how many bags can there be?", math.gcd(a, b)),
+        ((f"Two lamps flash every {a} and every {b} seconds, and they just flashed together. "
+         "After how many seconds will they next flash together?"), math.lcm(a, b)),
+        ((f"{a} red and {b} blue beads are split into identical bags with nothing left over. "
+         "At most how many bags can there be?"), math.gcd(a, b)),
         (f"Which is the smallest number that both {a} and {b} divide evenly?", math.lcm(a, b)),
     ]
     return r.choice(forms)
@@ -105,14 +105,14 @@ def _counting(r: random.Random) -> tuple[str, int]:
     n, k = r.randint(4, 9), r.randint(2, 3)
     s, m = r.randint(2, 6), r.randint(2, 7)
     forms = [
-        (f"A club of {n} people picks a team of {k}. How many different teams are "
-         "possible?", math.comb(n, k)),
-        (f"A cafe offers {s} soups and {m} main dishes. How many dinners of one soup and one "
-         "main dish can be ordered?", s * m),
-        (f"{n} runners finish a race with no ties. In how many orders can the gold and "
-         "silver medals go?", n * (n - 1)),
-        (f"In a row on a shelf, {_WORDS[min(n, 7)]} different cups can be lined up in how "
-         "many orders?",
+        ((f"A club of {n} people picks a team of {k}. How many different teams are "
+         "possible?"), math.comb(n, k)),
+        ((f"A cafe offers {s} soups and {m} main dishes. How many dinners of one soup and one "
+         "main dish can be ordered?"), s * m),
+        ((f"{n} runners finish a race with no ties. In how many orders can the gold and "
+         "silver medals go?"), n * (n - 1)),
+        ((f"In a row on a shelf, {_WORDS[min(n, 7)]} different cups can be lined up in how "
+         "many orders?"),
          math.factorial(min(n, 7))),
     ]
     return r.choice(forms)
@@ -123,14 +123,14 @@ def _word(r: random.Random) -> tuple[str, int]:
     price, count = r.randint(2, 15), r.randint(3, 12)
     name = r.choice(_NAMES)
     forms = [
-        (f"{name} cycles for {hours} hours at a steady {speed} miles an hour. How far, in "
-         f"miles, does {name} ride?", speed * hours),
-        (f"Pens cost {price} dollars each. {name} buys {count} pens and pays with a "
-         f"{price * count + 50}-dollar note. How much change comes back, in dollars?", 50),
-        (f"A tank holds {speed * hours} litres and drains at {speed} litres a minute. How "
-         "many minutes until it is empty?", hours),
-        (f"{name} reads {count} pages each evening. How many pages does {name} read in "
-         f"{_WORDS[min(hours, 12)]} evenings?", count * hours),
+        ((f"{name} cycles for {hours} hours at a steady {speed} miles an hour. How far, in "
+         f"miles, does {name} ride?"), speed * hours),
+        ((f"Pens cost {price} dollars each. {name} buys {count} pens and pays with a "
+         f"{price * count + 50}-dollar note. How much change comes back, in dollars?"), 50),
+        ((f"A tank holds {speed * hours} litres and drains at {speed} litres a minute. How "
+         "many minutes until it is empty?"), hours),
+        ((f"{name} reads {count} pages each evening. How many pages does {name} read in "
+         f"{_WORDS[min(hours, 12)]} evenings?"), count * hours),
     ]
     return r.choice(forms)
 

@@ -93,7 +93,8 @@ def assign_advantages(
             else:
                 all_wrong += 1
         if group.informative or not drop_uninformative:
-            group.advantages_G = group_advantages(group.rewards_G, scale_by_std=scale_by_std, eps=eps)
+            group.advantages_G = group_advantages(group.rewards_G, scale_by_std=scale_by_std,
+                                                  eps=eps)
             kept.append(group)
         else:
             group.advantages_G = [0.0] * group.size

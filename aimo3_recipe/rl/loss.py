@@ -220,7 +220,8 @@ def token_logprobs(
         return logprobs, entropy
     first = int(cols[0])
     if first == 0:
-        raise ValueError("token_logprobs: loss_mask[:, 0] must be 0 (the first token has no prefix)")
+        raise ValueError("token_logprobs: loss_mask[:, 0] must be 0 (the first token has no "
+                         "prefix)")
     keep = L - first + 1  # logits at positions first-1 .. L-1 predict tokens first .. L
     lp_chunks, ent_chunks = [], []
     step = rows_per_chunk or B
@@ -230,7 +231,8 @@ def token_logprobs(
                     logits_to_keep=keep, use_cache=False)
         logits = out.logits[:, :-1] / temperature  # (b, L - first, V)
         targets = ids[:, first:]
-        lp_chunks.append(torch.stack([selective_log_softmax(lg, tg) for lg, tg in zip(logits, targets)]))
+        lp_chunks.append(torch.stack([selective_log_softmax(lg, tg)
+                                      for lg, tg in zip(logits, targets)]))
         if compute_entropy:
             with torch.no_grad():  # logged, never trained: no graph through the full softmax
                 ent_chunks.append(torch.stack([entropy_from_logits(lg) for lg in logits]))

@@ -46,7 +46,7 @@ class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, Sa
     rl_mode: str = GRPOConfig.mode  # RL rollouts: tir (the model may run Python) | cot
     rl_batch_size: int = GRPOConfig.batch_size  # RL: problems per step (x group_size rollouts)
     rl_steps: int = GRPOConfig.num_steps  # RL steps (--max-steps overrides)
-    tis_cap: float = GRPOConfig.tis_cap  # RL: truncated importance weight cap (0: off; auto 2 for bf16 vLLM)
+    tis_cap: float = GRPOConfig.tis_cap  # RL: importance weight cap (0: off; 2 with bf16 vLLM)
 
 
 # -- local stages ----------------------------------------------------------------------------

@@ -47,9 +47,9 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
     (out / "pipeline_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     plots = _plots(out, rows, sc)
     lines = ["# aimo3-recipe: the whole recipe, measured", "",
-             f"Base model `{record.get('base_model')}`; held-out problems phrased unlike the "
+             (f"Base model `{record.get('base_model')}`; held-out problems phrased unlike the "
              f"training generator's templates (data/heldout.py), n = {rows['base']['n']}. "
-             f"Accuracy in % with 95% intervals (greedy: Wilson; SC@{sc}: bootstrap).", "",
+             f"Accuracy in % with 95% intervals (greedy: Wilson; SC@{sc}: bootstrap)."), "",
              f"| model | prompt | greedy | SC@{sc} | boxed (greedy) | stage wall time |",
              "|---|---|---|---|---|---|"]
     for name in ORDER:

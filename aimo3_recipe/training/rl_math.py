@@ -40,7 +40,7 @@ class RLMathConfig(GRPOConfig, LoraFields):
     lora_alpha: int = 128  # LoRA alpha
     device_map: str = "auto"  # auto | cpu | cuda | mps
     torch_dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the trainer's)
-    use_vllm: bool | str = "auto"  # rollouts on vLLM: auto (where installed and fast) | true | false
+    use_vllm: bool | str = "auto"  # rollouts on vLLM: auto (where installed, fast) | true | false
     report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
     resume: bool = True  # continue from the newest checkpoint in output_dir
 
