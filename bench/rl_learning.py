@@ -37,14 +37,20 @@ def evaluate(model: str, problems, mode: str, max_new_tokens: int, use_vllm) -> 
     import tempfile
 
     from aimo3_recipe.evaluation.config import EvalConfig
-    from aimo3_recipe.evaluation.evaluate import main
+    from aimo3_recipe.evaluation.evaluate import build_engine, main
 
     bench = Path(tempfile.mkdtemp(prefix="rl-learning-")) / "heldout.jsonl"
     bench.write_text("".join(json.dumps({"problem": p.problem, "answer": p.answer}) + "\n"
                              for p in problems))
-    res = main(EvalConfig(model=model, benchmark=str(bench), strategy="greedy", mode=mode,
-                          max_new_tokens=max_new_tokens, use_vllm=use_vllm,
-                          output_dir=str(bench.parent / "eval"), progress=False))
+    cfg = EvalConfig(model=model, benchmark=str(bench), strategy="greedy", mode=mode,
+                     max_new_tokens=max_new_tokens, use_vllm=use_vllm,
+                     output_dir=str(bench.parent / "eval"), progress=False)
+    engine = build_engine(cfg, max_new_tokens)
+    try:
+        res = main(cfg, engine=engine)
+    finally:  # one vLLM engine at a time: RL starts its own next
+        if hasattr(engine, "close"):
+            engine.close()
     g = res["metrics"]["greedy"]
     return {"accuracy": g["accuracy"], "ci": list(g["ci"]), "boxed": g.get("boxed_rate")}
 

@@ -89,6 +89,13 @@ class LocalBackend:
         self.optimizer.zero_grad(set_to_none=True)
         return {"train/grad_norm": float(norm)}
 
+    def close(self) -> None:
+        """Stop the vLLM engine now (its process otherwise lives to interpreter exit and
+        holds its memory while the next stage or evaluation starts another)."""
+        if self._vllm is not None and hasattr(self._vllm, "close"):
+            self._vllm.close()
+        self._vllm = None
+
     def reduce(self, value: float, op: str) -> float:
         if self.world_size == 1:
             return value

@@ -158,6 +158,7 @@ class RLMathTrainer:
                   start_step=start)
         finally:
             logger.close()
+            backend.close()
         return save_policy(backend, tokenizer, run)
 
 
