@@ -65,6 +65,7 @@ def main() -> int:
     p.add_argument("--group-size", type=int, default=8)
     p.add_argument("--max-new-tokens", type=int, default=160)
     p.add_argument("--lr", type=float, default=2e-6)
+    p.add_argument("--grad-accum", type=int, default=2, help="micro-batches per step (memory)")
     p.add_argument("--problems", type=int, default=100, help="held-out problems")
     p.add_argument("--train-problems", type=int, default=400)
     p.add_argument("--use-vllm", default="auto")
@@ -85,6 +86,7 @@ def main() -> int:
                            num_steps=args.steps, batch_size=args.batch_size,
                            group_size=args.group_size, max_new_tokens=args.max_new_tokens,
                            learning_rate=args.lr, temperature=1.0, use_lora=False,
+                           gradient_accumulation_steps=args.grad_accum,
                            eval_samples=0, save_steps=10_000, use_vllm=args.use_vllm)
         t0 = time.time()
         model = RLMathTrainer(cfg, reward).train(train)
