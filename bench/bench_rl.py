@@ -6,7 +6,8 @@ lengths, in one run.
     python bench/bench_rl.py --steps 4 --group-size 16 --skip-vllm
 
 Both sides: the same problems (generated), CoT prompts rendered by our renderer, the same
-reward (our grader: +1 / -0.5 / +0.1 boxed), LoRA rank 16 on all linear layers, lr 1e-5, one
+reward (`--reward parity`, the default: even-length text is right, so every group varies and
+both sides train every step; `--reward grader`: our grader), LoRA rank 16, lr 1e-5, one
 optimizer step per GRPO step, DAPO loss, no KL. The first step of each side is a warm-up and
 is not counted; the figure is the median of the rest. Prints our seconds per phase too
 (generation, grading, forward/backward, weight sync) and the CPU line (bf16 matters for vLLM).
@@ -24,6 +25,24 @@ import time
 from pathlib import Path
 
 
+class ParityReward:
+    """--reward parity: even-length completions are 'right'. Every group then has variance,
+    so both sides train at every step (with the real grader an untrained model is all wrong,
+    our loop skips those updates and TRL does not: the step times would not compare)."""
+
+    def __call__(self, text, ground_truth, truncated=False, problem=None):
+        from aimo3_recipe.rl.rewards import RewardResult
+
+        ok = len(text) % 2 == 0
+        return RewardResult(1.0 if ok else -0.5, ok, False, None, "ok", truncated)
+
+
+def make_reward(kind: str):
+    from aimo3_recipe.rl.rewards import MathRewardFunction
+
+    return ParityReward() if kind == "parity" else MathRewardFunction()
+
+
 def trl_step_times(model_path: str, problems, args) -> list[float]:
     """Seconds per optimizer step of TRL's GRPOTrainer (transformers generation)."""
     import trl
@@ -32,10 +51,8 @@ def trl_step_times(model_path: str, problems, args) -> list[float]:
 
     from aimo3_recipe.data.renderers import render_prompt
     from aimo3_recipe.models import LoraSettings, load_model, load_tokenizer
-    from aimo3_recipe.rl.rewards import MathRewardFunction
-
     tok = load_tokenizer(model_path)
-    reward = MathRewardFunction()
+    reward = make_reward(args.reward)
 
     def reward_fn(completions, answer, **_):
         return [reward(c, a).reward for c, a in zip(completions, answer)]
@@ -77,7 +94,7 @@ def our_step_metrics(model_path: str, problems, args, use_vllm: bool) -> list[di
                        temperature=args.temperature, learning_rate=1e-5, lora_rank=16,
                        lora_alpha=32, eval_samples=0, save_steps=10_000, device_map="cpu",
                        torch_dtype="float32", use_vllm=use_vllm)
-    RLMathTrainer(cfg).train(problems)
+    RLMathTrainer(cfg, make_reward(args.reward)).train(problems)
     return [r for r in read_metrics(out) if "time/step" in r]
 
 
@@ -92,6 +109,8 @@ def main() -> None:
     parser.add_argument("--skip-vllm", action="store_true")
     parser.add_argument("--skip-hf", action="store_true", help="skip our transformers-rollout run")
     parser.add_argument("--json", default=None, help="also write the figures here")
+    parser.add_argument("--reward", choices=("parity", "grader"), default="parity",
+                        help="parity: every group varies, so every step trains (default)")
     args = parser.parse_args()
     os.environ.setdefault("AIMO3_PROGRESS", "0")
 
@@ -120,6 +139,10 @@ def main() -> None:
     for label, use_vllm in runs:
         rows = our_step_metrics(model_path, problems, args, use_vllm)
         key = "vllm" if use_vllm else "hf"
+        trained = [r for r in rows if "train/optimizer_steps" in r]
+        if len(trained) < len(rows):
+            print(f"  ({len(rows) - len(trained)} of {len(rows)} steps had no informative "
+                  "group and skipped the update)")
         step = med([r["time/step"] for r in rows])
         figures[f"ours_{key}_s_per_step"] = step
         phases = {k.split("/", 1)[1]: med([r.get(k, 0.0) for r in rows])
