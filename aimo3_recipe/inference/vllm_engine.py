@@ -85,7 +85,6 @@ class VLLMEngine(TextPrompts):
         self.model_path = resolve_model_path(model)
         self.tokenizer = load_tokenizer(self.model_path)
         self.seed = seed
-        self.dtype = str(dtype)  # what the engine was asked for ("auto" on CUDA: the model's)
         kwargs: dict[str, Any] = dict(model=self.model_path, seed=seed, dtype=dtype,
                                       max_model_len=max_model_len,
                                       enable_prefix_caching=enable_prefix_caching)
@@ -99,6 +98,9 @@ class VLLMEngine(TextPrompts):
             kwargs["logits_processors"] = [FastTopP, *llm_kwargs.pop("logits_processors", [])]
         kwargs.update(llm_kwargs)
         self.llm = vllm.LLM(**kwargs)
+        # the dtype the model runs in (resolved by vLLM: "auto" on CUDA is the checkpoint's)
+        model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
+        self.dtype = str(getattr(model_config, "dtype", dtype))
         self._vllm = vllm
         # submitted requests not yet returned by poll() -> their top_logprobs k
         self._streaming: dict[str, int] = {}

@@ -97,7 +97,7 @@ class RLMathTrainer:
     def train(self, dataset: Iterable[Any] | None = None,
               eval_dataset: Iterable[Any] | None = None) -> Path:
         """Run RL; returns the final model folder (`<output_dir>/model`)."""
-        from aimo3_recipe.models import LoraSettings, load_model, load_tokenizer, resolve_model_path
+        from aimo3_recipe.models import LoraSettings, load_model, load_tokenizer
         from aimo3_recipe.rl.checkpoints import latest_checkpoint, trim_jsonl
         from aimo3_recipe.rl.local_backend import LocalBackend
         from aimo3_recipe.rl.loop import train
@@ -120,25 +120,13 @@ class RLMathTrainer:
             if cfg.use_lora else None  # no dropout: trainer and sampler must be one policy
         model = load_model(cfg.model_name_or_path, device=cfg.device_map, dtype=cfg.torch_dtype,
                            lora=lora)
-        vllm = None
-        if cfg.use_vllm is not False:
-            import os
-
-            from aimo3_recipe.inference.engine import make_engine
-
-            # engine core in this process: new weights go in as tensors, not via a file
-            os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
-            from aimo3_recipe.inference.hf_engine import HFEngine
-
-            engine = make_engine(resolve_model_path(cfg.model_name_or_path), cfg.use_vllm,
-                                 seed=cfg.seed, max_model_len=4096)
-            vllm = None if isinstance(engine, HFEngine) else engine
-            if vllm is not None and "16" in getattr(vllm, "dtype", "") and not cfg.tis_cap:
-                # a 16-bit sampler drifts from the fp32 trainer (log-prob gap 0.03-0.07):
-                # weight each token by min(exp(trainer - sampler), 2) (truncated IS)
-                notice(f"RL: vLLM samples in {vllm.dtype}; truncated importance weights on "
-                       "(tis_cap 2.0; set --tis-cap to choose)")
-                cfg = dataclasses.replace(cfg, tis_cap=2.0)
+        vllm = _rollout_engine(cfg, model)  # None: the transformers engine on the live model
+        if vllm is not None and "16" in vllm.dtype and not cfg.tis_cap:
+            # a 16-bit sampler drifts from the fp32 trainer (log-prob gap 0.03-0.07):
+            # weight each token by min(exp(trainer - sampler), 2) (truncated IS)
+            notice(f"RL: vLLM samples in {vllm.dtype}; truncated importance weights on "
+                   "(tis_cap 2.0; set --tis-cap to choose)")
+            cfg = dataclasses.replace(cfg, tis_cap=2.0)
         backend = LocalBackend(model, tokenizer, learning_rate=cfg.learning_rate,
                                max_grad_norm=cfg.max_grad_norm, vllm_engine=vllm)
         self.backend = backend
@@ -160,6 +148,37 @@ class RLMathTrainer:
             logger.close()
             backend.close()
         return save_policy(backend, tokenizer, run)
+
+
+def _rollout_engine(cfg: RLMathConfig, model):
+    """A vLLM engine for rollouts when `use_vllm` picks it, else None (rollouts then run on
+    the transformers engine sharing the live model: no second copy of the weights is loaded).
+    "auto" falls back to transformers, with a notice, when vLLM is installed but broken."""
+    import os
+
+    from aimo3_recipe.exceptions import MissingDependencyError
+    from aimo3_recipe.models import resolve_model_path
+    from aimo3_recipe.utils.hardware import choose_vllm
+
+    want, why = choose_vllm(cfg.use_vllm, model.device.type)
+    if not want:
+        if cfg.use_vllm == "auto":
+            notice(f"RL rollouts: transformers ({why})")
+        return None
+    from aimo3_recipe.inference.vllm_engine import VLLMEngine
+
+    # engine core in this process: new weights go in as tensors, not via a file
+    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    try:
+        engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.seed,
+                            max_model_len=4096)
+    except MissingDependencyError as e:
+        if cfg.use_vllm is True:
+            raise
+        notice(f"RL rollouts: transformers (auto: vLLM did not import: {e.__cause__ or e})")
+        return None
+    notice(f"RL rollouts: vLLM in {engine.dtype} ({why}); --use-vllm false for transformers")
+    return engine
 
 
 def save_policy(backend, tokenizer, run: Path) -> Path:
