@@ -220,13 +220,13 @@ def evaluate(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
     groups = sample_groups(backend.sampler(), problems, mode=cfg.mode, group_size=1,
                            temperature=0.0, max_new_tokens=cfg.max_new_tokens,
                            max_tool_calls=cfg.max_tool_calls, pool=pool)
-    results = [reward_fn(g.rollouts[0].model_text, g.answer, truncated=g.rollouts[0].truncated,
-                         problem=g.problem) for g in groups]
-    n = max(1, len(results))
-    return {"eval/accuracy": sum(r.correct for r in results) / n,
-            "eval/boxed_rate": sum(r.boxed for r in results) / n,
+    for group in groups:
+        score_group(group, reward_fn)
+    n = max(1, len(groups))
+    return {"eval/accuracy": sum(g.correct_G[0] for g in groups) / n,
+            "eval/boxed_rate": sum(g.boxed_G[0] for g in groups) / n,
             "eval/avg_completion_length": sum(g.rollouts[0].num_model_tokens for g in groups) / n,
-            "eval/num_problems": float(len(results)),
+            "eval/num_problems": float(len(groups)),
             "time/eval": time.perf_counter() - t0}
 
 

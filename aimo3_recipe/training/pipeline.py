@@ -66,8 +66,9 @@ def run_full(config, run_stage) -> Path:
         notice(f"[full {i}/3] {stage}: starting from {model}")
         t0 = time.time()
         done = run_stage(stage, dataclasses.replace(config, base_model=str(model)))
-        spent = time.time() - t0 + (entry or {}).get("seconds_before_resume", 0.0)
-        record["stages"][stage] = {"status": "done", "model": str(done), "seconds": spent}
+        # wall time of the run that finished the stage (time before an interruption is lost)
+        record["stages"][stage] = {"status": "done", "model": str(done),
+                                   "seconds": time.time() - t0}
         _save_record(out, record)
         model = str(done)
     if config.pipeline_eval_problems > 0:
