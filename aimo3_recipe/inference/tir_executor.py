@@ -316,7 +316,8 @@ def _sampled_piece(comp, tok: _Tokens, stops: list[str]):
     text = tok.decode(ids)
     _, marker, _ = cut_at_markers(text, stops)
     cut = False
-    if marker is not None:
+    # engines that honour stop strings end on the marker's last token: one decode says so
+    if marker is not None and any(m in tok.decode(ids[:-1]) for m in stops):
         lo, hi = 1, len(ids)  # containment only grows with the prefix: bisect
         while lo < hi:
             mid = (lo + hi) // 2
