@@ -155,3 +155,16 @@ def test_a_rank_without_signal_still_joins_every_step(tmp_path, tiny_model_dir):
     r0, r1 = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
     assert r0["checksum"] == pytest.approx(r1["checksum"], abs=1e-6)
     assert r0["checksum"] != pytest.approx(r0["initial_checksum"], abs=1e-6)
+
+
+def test_bad_rows_are_skipped_and_counted(capsys):
+    """User rows go through the loaders' row_to_record: a boxed answer in a solution counts,
+    rows without a problem or an answer are dropped with a count per reason."""
+    from aimo3_recipe.training.rl_math import _as_records
+
+    rows = [{"problem": "1 + 1?", "answer": "2"}, {"question": "x?", "solution": "\\boxed{3}"},
+            {"answer": "4"}, {"problem": "no answer here"}]
+    recs = _as_records(rows)
+    assert [(r.problem, r.answer) for r in recs] == [("1 + 1?", "2"), ("x?", "3")]
+    err = capsys.readouterr().err
+    assert "skipped 2 rows" in err and "missing problem" in err and "no usable answer" in err

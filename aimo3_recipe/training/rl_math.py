@@ -52,23 +52,24 @@ class RLMathConfig(GRPOConfig, LoraFields):
 
 
 def _as_records(dataset: Any) -> list[MathRecord]:
-    """MathRecords from a list of records / dicts / a datasets.Dataset; rows without a problem
-    or an answer are skipped and counted."""
-    out, skipped = [], 0
+    """MathRecords from a list of records / dicts / a datasets.Dataset (dict rows go through
+    the loaders' `row_to_record`: the same field names and answer rules); rows without a
+    problem or a usable answer are skipped and counted by reason."""
+    from collections import Counter
+
+    from aimo3_recipe.data.datasets import row_to_record
+
+    out: list[MathRecord] = []
+    skipped: Counter[str] = Counter()
     for row in dataset:
-        if isinstance(row, MathRecord):
-            rec = row
-        else:
-            row = dict(row)
-            rec = MathRecord(problem=str(row.get("problem") or row.get("question") or ""),
-                             solution=str(row.get("solution") or ""),
-                             answer=str(row.get("answer") or ""), source="user")
-        if rec.problem and str(rec.answer).strip():
+        rec, why = (row, None) if isinstance(row, MathRecord) else row_to_record(dict(row), "user")
+        if rec is not None and rec.problem and str(rec.answer).strip():
             out.append(rec)
         else:
-            skipped += 1
+            skipped[why or "no problem or answer"] += 1
     if skipped:
-        notice(f"RL data: skipped {skipped} rows without a problem or an answer")
+        notice(f"RL data: skipped {sum(skipped.values())} rows ("
+               + ", ".join(f"{n} {why}" for why, n in skipped.items()) + ")")
     return out
 
 
