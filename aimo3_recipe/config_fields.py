@@ -1,14 +1,16 @@
-"""Groups of config fields that more than one entry point has, each defined once.
+"""Groups of config fields, each defined once, that the sections of the config tree are
+built from (config.py explains the tree):
 
-    DataFields, LoraFields, SFTFields      local SFT (training/config.py), Tinker SFT
-    RolloutFields, PolicyUpdateFields,     local RL (training/config.py, rl/config.py),
-    RewardFields, RLEvalFields,            Tinker RL (training/tinker_config.py)
-    SampleLogFields
+    DataFields, SFTFields                  the `sft` section (training/config.py: SFTConfig)
+    DataFields, RolloutFields,             the `rl` section (rl/config.py: GRPOConfig), held by
+    PolicyUpdateFields, RewardFields,      train.py's TrainConfig, RLMathConfig and the Tinker
+    RLEvalFields, SampleLogFields          config alike
+    LoraFields, LocalModelFields           run-wide fields at the top of the entry points
 
-A config is a dataclass that inherits the groups it reads plus its own fields, so the same
-setting has the same name, default and comment everywhere (`--group-size` locally,
-`group_size=` on Tinker). This module imports nothing of ours: the RL algorithm (rl/) and the
-entry points (training/) both build on it without importing each other.
+A section is a dataclass inheriting the groups it reads plus its own fields, so a setting has
+one name, default and comment wherever it appears (`--rl.group-size` locally,
+`rl.group_size=` on Tinker). This module imports neither rl/ nor training/: the RL algorithm and
+the entry points both build on it without importing each other.
 """
 
 from __future__ import annotations
@@ -26,6 +28,24 @@ class DataFields:
 @dataclass
 class LoraFields:
     lora_rank: int = 64  # LoRA rank
+
+
+@dataclass
+class LocalModelFields(LoraFields):
+    """Run-wide settings of the local entry points (train.py, RLMathConfig)."""
+
+    use_lora: bool = True  # LoRA adapters instead of full fine-tuning
+    lora_alpha: int = 128  # LoRA alpha
+    device: str = "auto"  # auto | cpu | cuda | mps
+    dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the trainer's)
+    report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
+    resume: bool = True  # resume from the newest checkpoint in the output folder when present
+    use_vllm: bool | str = "auto"  # RL rollouts on vLLM: auto (where fast here) | true | false
+
+    def __post_init__(self) -> None:
+        from aimo3_recipe.utils.hardware import parse_use_vllm
+
+        self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error
 
 
 @dataclass

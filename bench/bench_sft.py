@@ -93,16 +93,16 @@ def run_variant(variant: str, opts: argparse.Namespace) -> dict:
 
     from aimo3_recipe.data.renderers import IGNORE_INDEX
     from aimo3_recipe.models import load_tokenizer, select_device, select_dtype
-    from aimo3_recipe.training.config import TrainConfig
+    from aimo3_recipe.training.config import SFTConfig, TrainConfig
     from aimo3_recipe.training.sft import _load_model, build_trainer, lora_config, sft_args
 
     if opts.threads:
         torch.set_num_threads(opts.threads)
-    config = TrainConfig(base_model=opts.model, batch_size=opts.batch_size,
-                         gradient_accumulation_steps=1, num_epochs=1, learning_rate=1e-4,
-                         max_seq_length=opts.max_length, logging_steps=1000, save_steps=10**6,
-                         packing=variant == "ours", use_lora=not opts.full, seed=opts.seed,
-                         gradient_checkpointing=not opts.no_checkpointing)
+    sft = SFTConfig(batch_size=opts.batch_size, gradient_accumulation_steps=1, num_epochs=1,
+                    learning_rate=1e-4, max_seq_length=opts.max_length, logging_steps=1000,
+                    save_steps=10**6, packing=variant == "ours", seed=opts.seed,
+                    gradient_checkpointing=not opts.no_checkpointing)
+    config = TrainConfig(base_model=opts.model, use_lora=not opts.full, sft=sft)
     device = select_device(config.device)
     dtype = select_dtype(config.dtype, device)
     tokenizer = load_tokenizer(opts.model)
@@ -137,7 +137,7 @@ def run_variant(variant: str, opts: argparse.Namespace) -> dict:
         trainer.train()
         total_seconds = time.perf_counter() - start
         checkpointing = bool(trainer.args.activation_checkpointing)
-    warm = opts.warmup * config.gradient_accumulation_steps  # micro-batches left out
+    warm = opts.warmup * config.sft.gradient_accumulation_steps  # micro-batches left out
     if len(step_ends) <= opts.warmup:
         raise SystemExit(f"only {len(step_ends)} optimizer steps, none left after --warmup "
                          f"{opts.warmup}: raise --examples or lower --warmup")

@@ -38,22 +38,31 @@ def test_every_config_file_loads(path):
 
 def test_overrides_win_and_types_are_coerced(tmp_path):
     y = tmp_path / "train_x.yaml"
-    y.write_text("stage: tir\nlearning_rate: 1.0e-4\nuse_lora: false\n")
-    cfg = load_config(TrainConfig, y, {"max_samples": "12", "learning_rate": None})
-    assert (cfg.stage, cfg.learning_rate, cfg.use_lora, cfg.max_samples) == ("tir", 1e-4, False, 12)
-    assert cfg.lora_rank == 64 and cfg.num_epochs == 3 and cfg.max_seq_length == 4096
+    y.write_text("stage: tir\nsft:\n  learning_rate: 1.0e-4\nuse_lora: false\n")
+    cfg = load_config(TrainConfig, y, {"max_samples": "12", "sft.learning_rate": None,
+                                       "rl.group_size": "4"})
+    assert (cfg.stage, cfg.sft.learning_rate, cfg.use_lora) == ("tir", 1e-4, False)
+    assert cfg.sft.max_samples == 12 and cfg.rl.max_samples == 12 and cfg.rl.group_size == 4
+    assert cfg.lora_rank == 64 and cfg.sft.num_epochs == 3 and cfg.sft.max_seq_length == 4096
+    assert cfg.rl.learning_rate == 1e-6  # SFT's learning rate is not RL's
 
 
 def test_unknown_key_and_bad_type_are_errors():
     with pytest.raises(ConfigError, match="unknown TrainConfig field"):
         from_dict(TrainConfig, {"learning_rat": 1})
-    with pytest.raises(ConfigError, match="TrainConfig.batch_size"):
-        from_dict(TrainConfig, {"batch_size": "four"})
+    with pytest.raises(ConfigError, match="unknown TrainConfig field 'rl.group_sise'"):
+        from_dict(TrainConfig, {"rl": {"group_sise": 1}})
+    with pytest.raises(ConfigError, match="SFTConfig.batch_size"):
+        from_dict(TrainConfig, {"sft": {"batch_size": "four"}})
+    with pytest.raises(ConfigError, match="rl.loss is a section"):
+        from_dict(TrainConfig, {"rl": {"loss": 0.2}})
 
 
 def test_cli_flags_map_to_fields():
-    args = build_parser().parse_args(["--stage", "cot", "--max-samples", "5", "--use-lora", "false"])
+    args = build_parser().parse_args(["--stage", "cot", "--max-samples", "5", "--use-lora",
+                                      "false", "--sft.learning-rate", "1e-4"])
     assert args.stage == "cot" and args.max_samples == "5" and args.use_lora == "false"
+    assert vars(args)["sft.learning_rate"] == "1e-4"
 
 
 def test_bad_stage_is_one_line_error(capsys):

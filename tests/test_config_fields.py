@@ -1,5 +1,5 @@
-"""Configs carry no field that nothing reads, and a field shared by the local and the Tinker
-configs has one definition.
+"""Configs carry no field that nothing reads (the one-definition rule of the config tree is
+tests/test_config_tree.py's).
 
 "Read" is checked on the source with `ast` (nothing is imported): a field `x` of a config
 class counts as read when, outside that class's own body, some module of the package has an
@@ -11,8 +11,6 @@ named like some other object's attribute passes (a missed finding, never a false
 from __future__ import annotations
 
 import ast
-import dataclasses
-import inspect
 from pathlib import Path
 
 import pytest
@@ -89,34 +87,6 @@ def test_the_checker_finds_an_unread_field(tmp_path):
     (tmp_path / "main.py").write_text(
         "def run(c):\n    return c.used + getattr(c, 'by_name')\n")
     assert unread_fields(tmp_path) == {"cfg.py:RunConfig": ["forgotten"]}
-
-
-def _defined_in(cls: type, name: str) -> type:
-    """The class in cls's MRO whose own body defines field `name`."""
-    return next(k for k in cls.__mro__ if name in inspect.get_annotations(k))
-
-
-# same name, different meaning locally and on Tinker (so two definitions are right)
-HOMONYMS = {
-    "batch_size": "local: per-device micro-batch; Tinker: examples / problems per step",
-    "stage": "local: cot|tir|rl|full (train.py); Tinker: cot|tir of the SFT entry point",
-}
-
-
-def test_tinker_and_local_configs_share_one_definition_per_field():
-    from aimo3_recipe.training.config import TrainConfig
-    from aimo3_recipe.training.tinker_config import TinkerTrainConfig
-
-    local = {f.name: f for f in dataclasses.fields(TrainConfig)}
-    tinker = {f.name: f for f in dataclasses.fields(TinkerTrainConfig)}
-    common = sorted(set(local) & set(tinker) - set(HOMONYMS))
-    assert {"learning_rate", "lora_rank", "group_size", "save_samples", "correct_reward"} \
-        <= set(common)
-    twice = [n for n in common
-             if _defined_in(TrainConfig, n) is not _defined_in(TinkerTrainConfig, n)]
-    assert not twice, f"defined both in the local and the Tinker config: {twice}"
-    for name in HOMONYMS:
-        assert name in local and name in tinker, f"{name} is in one config only: drop it here"
 
 
 @pytest.mark.parametrize("flag", ["--save-samples", "--sample-save-rate", "--samples-filename",

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-ARGS = ["--max-samples", "12", "--num-epochs", "1", "--max-seq-length", "256",
-        "--batch-size", "4", "--gradient-accumulation-steps", "1", "--use-lora", "false",
-        "--learning-rate", "1e-3", "--rl-steps", "3", "--rl-batch-size", "2",
-        "--group-size", "2", "--max-new-tokens", "12", "--rl-learning-rate", "1e-3",
-        "--temperature", "1.0", "--eval-samples", "2", "--save-steps", "1",
-        "--pipeline-eval-problems", "6", "--pipeline-sc", "2", "--pipeline-eval-tokens", "16",
-        "--device", "cpu", "--use-vllm", "false"]
+ARGS = ["--max-samples", "12", "--sft.num-epochs", "1", "--sft.max-seq-length", "256",
+        "--sft.batch-size", "4", "--sft.gradient-accumulation-steps", "1", "--use-lora", "false",
+        "--sft.learning-rate", "1e-3", "--rl.num-steps", "3", "--rl.batch-size", "2",
+        "--rl.group-size", "2", "--rl.max-new-tokens", "12", "--rl.learning-rate", "1e-3",
+        "--rl.temperature", "1.0", "--eval-samples", "2", "--sft.save-steps", "1",
+        "--rl.save-steps", "1", "--pipeline.eval-problems", "6", "--pipeline.sc", "2",
+        "--pipeline.eval-tokens", "16", "--device", "cpu", "--use-vllm", "false"]
 
 
 def _cmd(model: Path, out: Path) -> list[str]:

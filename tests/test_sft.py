@@ -12,14 +12,15 @@ import torch
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.data.renderers import IGNORE_INDEX
 from aimo3_recipe.training import train
+from aimo3_recipe.rl.config import GRPOConfig, LossConfig
 from aimo3_recipe.training.config import TrainConfig
 from aimo3_recipe.training.metrics_callback import rename_logs
 from aimo3_recipe.training.sft import pack_length
 from aimo3_recipe.training.sft_data import default_dataset, solution_for, tokenize_records
 from aimo3_recipe.utils.ml_log import read_metrics
 
-FAST = ["--max-seq-length", "256", "--batch-size", "4", "--gradient-accumulation-steps", "1",
-        "--logging-steps", "1", "--save-steps", "100", "--lora-rank", "4", "--lora-alpha", "8"]
+FAST = ["--sft.max-seq-length", "256", "--sft.batch-size", "4", "--sft.gradient-accumulation-steps", "1",
+        "--sft.logging-steps", "1", "--sft.save-steps", "100", "--lora-rank", "4", "--lora-alpha", "8"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -36,7 +37,7 @@ def one_thread():
 def cot_run(tiny_model_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sft-cot")
     rc = train.cli(["--stage", "cot", "--base-model", str(tiny_model_dir), "--output-dir", str(out),
-                    "--max-samples", "16", "--max-steps", "4", "--learning-rate", "1e-2", *FAST])
+                    "--max-samples", "16", "--sft.max-steps", "4", "--sft.learning-rate", "1e-2", *FAST])
     assert rc == 0
     return out
 
@@ -57,7 +58,8 @@ def test_cot_cli_writes_model_adapter_metrics_and_config(cot_run):
         assert all(isinstance(r[key], float) for r in train_rows), key
     assert any(r.get("train/tokens_per_s", 0) > 0 for r in train_rows)
     saved = json.loads((stage / "config.json").read_text())
-    assert saved["train"]["stage"] == "cot" and saved["train"]["dataset"] == "synthetic"
+    assert saved["train"]["stage"] == "cot" and saved["train"]["sft"]["dataset"] == "synthetic"
+    assert "rl" not in saved["train"]  # the SFT stage's config holds its own section only
     assert saved["data"]["examples"] == 16 and saved["packing_layout"] == "rows"
 
 
@@ -89,8 +91,8 @@ def test_merged_model_and_adapter_load_agree_and_generate(cot_run):
 def test_full_finetune_loss_goes_down_on_a_repeated_batch(tiny_model_dir, tmp_path):
     # 4 examples, batch 4: every step sees the same batch
     rc = train.cli(["--stage", "cot", "--base-model", str(tiny_model_dir), "--output-dir",
-                    str(tmp_path), "--max-samples", "4", "--max-steps", "8", "--use-lora", "false",
-                    "--learning-rate", "3e-3", "--warmup-ratio", "0", *FAST])
+                    str(tmp_path), "--max-samples", "4", "--sft.max-steps", "8", "--use-lora", "false",
+                    "--sft.learning-rate", "3e-3", "--sft.warmup-ratio", "0", *FAST])
     assert rc == 0
     losses = _losses(tmp_path / "cot")
     assert len(losses) == 8 and all(map(torch.isfinite, torch.tensor(losses)))
@@ -103,7 +105,7 @@ def test_full_finetune_loss_goes_down_on_a_repeated_batch(tiny_model_dir, tmp_pa
 
 def test_tir_stage_starts_from_the_cot_model(cot_run, capsys):
     rc = train.cli(["--stage", "tir", "--output-dir", str(cot_run), "--max-samples", "8",
-                    "--max-steps", "2", "--learning-rate", "1e-2", *FAST])
+                    "--sft.max-steps", "2", "--sft.learning-rate", "1e-2", *FAST])
     assert rc == 0
     assert "TIR starts from the CoT model" in capsys.readouterr().err
     saved = json.loads((cot_run / "tir" / "config.json").read_text())
@@ -114,7 +116,7 @@ def test_tir_stage_starts_from_the_cot_model(cot_run, capsys):
 
 def test_qlora_without_lora_is_a_config_error(tiny_model_dir, tmp_path, capsys):
     rc = train.cli(["--stage", "cot", "--base-model", str(tiny_model_dir), "--output-dir",
-                    str(tmp_path), "--use-lora", "false", "--quant-bits", "4"])
+                    str(tmp_path), "--use-lora", "false", "--sft.quant-bits", "4"])
     assert rc == 2
     assert "--use-lora true" in capsys.readouterr().err
 
@@ -124,20 +126,22 @@ def test_qlora_without_lora_is_a_config_error(tiny_model_dir, tmp_path, capsys):
 def test_rl_only_flags_are_errors_for_sft_stages_not_silent(capsys):
     from aimo3_recipe.exceptions import ConfigError
     from aimo3_recipe.training import train
-    from aimo3_recipe.training.config import SFTConfig, check_stage_fields, sft_config
+    from aimo3_recipe.training.config import SFTConfig, check_stage_fields, sft_view
 
     check_stage_fields(TrainConfig(stage="cot"))  # nothing set: fine
-    with pytest.raises(ConfigError, match="--eval-steps.*RL stage only"):
+    with pytest.raises(ConfigError, match="--rl.eval-steps.*RL stage only"):
         check_stage_fields(TrainConfig(stage="tir", eval_steps=5))
+    with pytest.raises(ConfigError, match="--rl.loss.tis-cap.*RL stage only"):
+        check_stage_fields(TrainConfig(stage="tir", rl=GRPOConfig(loss=LossConfig(tis_cap=2.0))))
     # given explicitly, even at its default value
-    with pytest.raises(ConfigError, match="--save-samples"):
-        check_stage_fields(TrainConfig(stage="cot"), given={"save_samples", "learning_rate"})
+    with pytest.raises(ConfigError, match="--rl.save-samples"):
+        check_stage_fields(TrainConfig(stage="cot"),
+                           given={"rl.save_samples", "sft.learning_rate"})
     for stage in ("rl", "full"):  # the RL stage reads them
         check_stage_fields(TrainConfig(stage=stage, eval_steps=5, save_samples=True))
-    # the SFT stages receive only their fields
-    narrowed = sft_config(TrainConfig(stage="cot", learning_rate=1e-4))
-    assert type(narrowed) is SFTConfig and narrowed.learning_rate == 1e-4
-    assert not hasattr(narrowed, "eval_steps")
+    # what an SFT stage records as its config: the run-wide fields and its section only
+    view = sft_view(TrainConfig(stage="cot", sft=SFTConfig(learning_rate=1e-4)))
+    assert view["sft"]["learning_rate"] == 1e-4 and "rl" not in view and "pipeline" not in view
     # the command line: one-line error before any model is loaded
     assert train.cli(["--stage", "cot", "--eval-samples", "50",
                       "--samples-filename", "s.jsonl"]) == 2
@@ -188,10 +192,11 @@ def test_rename_logs_namespaces_and_drops():
 
 
 def test_pack_length():
-    config = TrainConfig(max_seq_length=100)
-    assert pack_length(config, [10, 40, 30]) == 40  # the longest example
-    assert pack_length(TrainConfig(max_seq_length=100, pack_length=64), [10, 40]) == 64
-    assert pack_length(TrainConfig(max_seq_length=50, pack_length=64), [10, 40]) == 50
+    from aimo3_recipe.training.config import SFTConfig
+
+    assert pack_length(SFTConfig(max_seq_length=100), [10, 40, 30]) == 40  # the longest example
+    assert pack_length(SFTConfig(max_seq_length=100, pack_length=64), [10, 40]) == 64
+    assert pack_length(SFTConfig(max_seq_length=50, pack_length=64), [10, 40]) == 50
 
 
 @pytest.mark.parametrize("name,kind", [("ddp", "MULTI_GPU"), ("fsdp", "FSDP"),

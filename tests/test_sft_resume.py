@@ -7,7 +7,7 @@ import pytest
 import torch
 from transformers import TrainerCallback
 
-from aimo3_recipe.training.config import TrainConfig
+from aimo3_recipe.training.config import SFTConfig, TrainConfig
 from aimo3_recipe.training.sft import run_sft
 from aimo3_recipe.utils.ml_log import read_metrics
 
@@ -49,9 +49,10 @@ def _config(tiny_model_dir, out, use_lora: bool) -> TrainConfig:
     # 24 examples, 2 epochs, shuffled: the data order, LoRA dropout and the LR schedule all
     # matter, so any state not restored changes the losses after the resume
     return TrainConfig(stage="cot", base_model=str(tiny_model_dir), output_dir=str(out),
-                       max_samples=24, num_epochs=2, batch_size=4, gradient_accumulation_steps=1,
-                       logging_steps=1, save_steps=2, learning_rate=1e-2, use_lora=use_lora,
-                       lora_rank=4, lora_alpha=8, max_seq_length=256)
+                       sft=SFTConfig(max_samples=24, num_epochs=2, batch_size=4,
+                                     gradient_accumulation_steps=1, logging_steps=1,
+                                     save_steps=2, learning_rate=1e-2, max_seq_length=256),
+                       use_lora=use_lora, lora_rank=4, lora_alpha=8)
 
 
 @pytest.mark.parametrize("use_lora", [True, False], ids=["lora", "full"])

@@ -160,5 +160,6 @@ def test_cli_help_lists_the_spec_options(kind):
                          text=True, timeout=120, check=False)
     text = out.stdout + out.stderr
     for option in ("model_name", "stage", "log_dir", "max_samples", "batch_size", "group_size",
-                   "verbose", "wandb_project", "wandb_name", "save_samples", "save_every"):
+                   "verbose", "wandb_project", "wandb_name", "save_samples", "sft.save_steps",
+                   "rl.save_steps", "rl.loss.tis_cap"):
         assert option in text, f"{option} missing from {kind} --help:\n{text[:2000]}"

@@ -107,11 +107,13 @@ def short_data(tmp_path_factory) -> Path:
 
 
 def _cfg(url, model, log_dir, **kw):
+    """The config as the command line builds it: paths (`sft.dataset`) and aliases."""
+    from aimo3_recipe.config import from_dict
     from aimo3_recipe.training.tinker_config import TinkerTrainConfig
 
     base = dict(model_name=str(model), base_url=url, log_dir=str(log_dir), lora_rank=8,  # noqa: C408 - key=value, as on the command line
                 retry_attempts=6, request_timeout=60.0, retry_seconds=120.0, export=False)
-    return TinkerTrainConfig(**{**base, **kw})
+    return from_dict(TinkerTrainConfig, {**base, **kw})
 
 
 def _metrics(log_dir) -> list[dict]:
@@ -126,7 +128,7 @@ def _cli(kind: str, args: dict, env_key: str, timeout: float = 420):
                           cwd=str(Path(args["log_dir"]).parent), check=False)
 
 
-SFT8 = dict(batch_size=8, num_epochs=2, learning_rate=1e-2, save_every=2)  # 40 examples: 10 steps  # noqa: C408 - key=value, as on the command line
+SFT8 = {"batch_size": 8, "sft.num_epochs": 2, "sft.learning_rate": 1e-2, "sft.save_steps": 2}  # 40 examples: 10 steps
 
 
 @pytest.fixture(scope="session")
@@ -137,7 +139,7 @@ def clean_sft(tinker_server, short_data, tmp_path_factory):
     url, model, _ = tinker_server
     os.environ.setdefault("TINKER_API_KEY", MARKER_KEY)
     log_dir = tmp_path_factory.mktemp("sft-clean")
-    main(_cfg(url, model, log_dir, dataset=str(short_data), **SFT8))
+    main(_cfg(url, model, log_dir, **{"sft.dataset": str(short_data)}, **SFT8))
     return log_dir, _metrics(log_dir)
 
 
@@ -150,8 +152,9 @@ def test_sft_loss_falls_on_a_repeated_batch_and_export_matches_the_service(
     from aimo3_recipe.training.tinker_sft_math import main
 
     url, model, _ = tinker_server
-    cfg = _cfg(url, model, tmp_path / "sft", dataset=str(short_data), max_samples=4,
-               batch_size=4, num_epochs=6, learning_rate=1e-2, save_every=3, export=True)
+    cfg = _cfg(url, model, tmp_path / "sft", max_samples=4, batch_size=4, export=True,
+               **{"sft.dataset": str(short_data), "sft.num_epochs": 6,
+                  "sft.learning_rate": 1e-2, "sft.save_steps": 3})
     out = main(cfg)
     losses = [r["train/loss"] for r in _metrics(cfg.log_dir)]
     print(f"[tinker] SFT losses on one repeated batch: {[round(x, 3) for x in losses]}")
@@ -189,12 +192,12 @@ def test_rl_cli_writes_metrics_samples_checkpoints_and_no_secret(
     sft_dir, _ = clean_sft
     init = read_state(sft_dir / "checkpoints" / "step-10")
     log_dir = tmp_path / "rl"
-    args = dict(model_name=model, base_url=url, log_dir=log_dir, dataset=short_data,  # noqa: C408 - key=value, as on the command line
-                init_state=init, lora_rank=8, batch_size=2, group_size=8, temperature=1.5,
-                rl_steps=3, rl_mode="cot", max_new_tokens=12, eval_samples=2,
-                rl_learning_rate=1e-2, ppo_epochs=2, save_every=2, save_samples=True,
-                sample_save_rate=1.0,
-                verbose=True, export=True)
+    args = {"model_name": model, "base_url": url, "log_dir": log_dir, "rl.dataset": short_data,
+            "init_state": init, "lora_rank": 8, "batch_size": 2, "group_size": 8,
+            "rl.temperature": 1.5, "rl.num_steps": 3, "rl.mode": "cot", "rl.max_new_tokens": 12,
+            "rl.eval_samples": 2, "rl.learning_rate": 1e-2, "rl.ppo_epochs": 2,
+            "rl.save_steps": 2, "save_samples": True, "rl.sample_save_rate": 1.0,
+            "verbose": True, "export": True}
     out = _cli("rl", args, MARKER_KEY)
     assert out.returncode == 0, out.stderr[-3000:]
     rows = _metrics(log_dir)
@@ -243,8 +246,8 @@ def test_killed_sft_run_resumes_to_the_same_losses(tinker_server, short_data, cl
     url, model, _ = tinker_server
     _, reference = clean_sft
     log_dir = tmp_path / "sft-killed"
-    args = dict(model_name=model, base_url=url, log_dir=log_dir, dataset=short_data,
-                lora_rank=8, export=False, **SFT8)
+    args = {"model_name": model, "base_url": url, "log_dir": log_dir,
+            "sft.dataset": short_data, "lora_rank": 8, "export": False, **SFT8}
     script = REPO / "aimo3_recipe" / "training" / "tinker_sft_math.py"
     env = {**os.environ, "TINKER_API_KEY": MARKER_KEY, "TINKER_TELEMETRY": "0"}
     proc = subprocess.Popen([sys.executable, str(script), *[f"{k}={v}" for k, v in args.items()]],
@@ -280,8 +283,8 @@ def test_faults_cost_no_step_and_duplicate_none(tinker_server, short_data, clean
         rate=0.25, seed=3, max_faults=30, delay_s=1.0,
         drops_on=("/api/v1/forward_backward", "/api/v1/optim_step"))).start()
     try:
-        cfg = _cfg(proxy.url, model, tmp_path / "sft-faults", dataset=str(short_data),
-                   request_timeout=30.0, **SFT8)
+        cfg = _cfg(proxy.url, model, tmp_path / "sft-faults", request_timeout=30.0,
+                   **{"sft.dataset": str(short_data)}, **SFT8)
         main(cfg)
     finally:
         proxy.stop()
@@ -302,9 +305,9 @@ def test_a_persistent_fault_stops_the_run_and_the_rerun_resumes(
     _, reference = clean_sft
     proxy = FaultProxy(upstream_port=port, plan=FaultPlan(persistent_after=30)).start()
     log_dir = tmp_path / "sft-persistent"
-    args = dict(model_name=model, base_url=proxy.url, log_dir=log_dir, dataset=short_data,
-                lora_rank=8, export=False, retry_attempts=3, retry_seconds=45,
-                request_timeout=15, **SFT8)
+    args = {"model_name": model, "base_url": proxy.url, "log_dir": log_dir,
+            "sft.dataset": short_data, "lora_rank": 8, "export": False, "retry_attempts": 3,
+            "retry_seconds": 45, "request_timeout": 15, **SFT8}
     try:
         out = _cli("sft", args, MARKER_KEY)
         assert out.returncode == 1

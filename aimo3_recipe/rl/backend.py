@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from aimo3_recipe.inference.engine import Engine
 from aimo3_recipe.rl.batch import RLBatch
+from aimo3_recipe.rl.config import LossConfig
 
 
 class Backend(Protocol):
@@ -29,9 +30,11 @@ class Backend(Protocol):
         policy of PPO epochs after the first."""
 
     def forward_backward(self, batch: RLBatch, *, old_logprobs: Any, num_tokens: float,
-                         loss_kwargs: dict[str, Any]) -> dict[str, float]:
-        """Add the gradient of `rl.loss.policy_loss` on `batch` (token-level, divided by
-        `num_tokens`, the trained tokens of the whole optimizer step); return its metrics."""
+                         loss: LossConfig) -> dict[str, float]:
+        """Add the gradient of `rl.loss.policy_loss` with the `rl.loss` settings on `batch`
+        (token-level, divided by `num_tokens`, the trained tokens of the whole optimizer
+        step); return its metrics. The Tinker backend trains with the service's loss, made
+        equal to ours by what it sends, and refuses settings it cannot honour (docs/rl.md)."""
 
     def optim_step(self) -> dict[str, float]:
         """Apply (clipped) accumulated gradients and zero them; return e.g. the grad norm."""

@@ -1,9 +1,13 @@
-"""The GRPO algorithm's settings: one definition, read by the loop whatever the backend
-(local torch: `training.rl_math.RLMathConfig`; Tinker: `training.tinker_rl_math`)."""
+"""The GRPO algorithm's settings: the `rl` section of every entry point's config
+(train.py's `TrainConfig.rl`, `training.rl_math.RLMathConfig.rl`, the Tinker config's `rl`),
+read by the loop whatever the backend. The loss's settings are one typed section inside it,
+`rl.loss` (`LossConfig`), which both backends read (rl/local_backend.py, rl/tinker_backend.py)
+and whose defaults `rl.loss.policy_loss` takes: they are written here only.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aimo3_recipe.config_fields import (
     DataFields,
@@ -15,14 +19,38 @@ from aimo3_recipe.config_fields import (
 )
 from aimo3_recipe.exceptions import ConfigError
 
+RATIO_AGAINST = ("trainer", "sampler")
+
+
+@dataclass
+class LossConfig:
+    """The policy loss (rl/loss.py), the same on both backends (docs/rl.md: what differs)."""
+
+    epsilon_low: float = 0.2  # clip ratio below 1 - epsilon_low (negative advantages)
+    epsilon_high: float = 0.28  # clip ratio above 1 + epsilon_high (clip-higher, DAPO)
+    clip: bool = True  # PPO clip (false: the unclipped importance-sampled policy gradient)
+    tis_cap: float = 0.0  # truncated importance weight cap (0: off; e.g. 2.0 for bf16 vLLM)
+    ratio_against: str = "trainer"  # on-policy ratio's denominator: trainer (ratio 1) | sampler
+    beta: float = 0.0  # KL(policy || reference) coefficient (0: no KL term; needs LoRA locally)
+
+    def __post_init__(self) -> None:
+        if self.ratio_against not in RATIO_AGAINST:
+            raise ConfigError(f"rl.loss.ratio_against must be one of {RATIO_AGAINST}; got "
+                              f"{self.ratio_against!r}")
+        for name in ("epsilon_low", "epsilon_high", "tis_cap", "beta"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"rl.loss.{name} must be >= 0; got {getattr(self, name)}")
+
 
 @dataclass
 class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields,
                  DataFields):
-    """Inherited (config_fields.py, shared with the train CLI and Tinker): group_size,
-    temperature, max_new_tokens; mini_batch_size, ppo_epochs; correct/incorrect/format_reward;
-    eval_steps, eval_samples; save_samples, sample_save_rate, samples_filename; dataset,
-    max_samples, seed (data order; step k samples with seed + k)."""
+    """The RL stage (GRPO): sampling, optimisation, rewards, evaluation, checkpoints.
+
+    Fields from config_fields.py's groups: group_size, temperature, max_new_tokens; mini_batch_size,
+    ppo_epochs; correct/incorrect/format_reward; eval_steps, eval_samples; save_samples,
+    sample_save_rate, samples_filename; dataset, max_samples, seed (data order; step k
+    samples with seed + k)."""
 
     # sampling
     mode: str = "tir"  # cot (plain chain of thought) | tir (the model may run Python)
@@ -33,24 +61,23 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     gradient_accumulation_steps: int = 1  # micro-batches per mini-batch (memory, same result)
     num_steps: int = 100  # RL steps (each: sample, grade, update)
     max_grad_norm: float = 1.0  # gradient clipping
-    # loss (rl/loss.py)
-    epsilon_low: float = 0.2  # clip ratio below 1 - epsilon_low (negative advantages)
-    epsilon_high: float = 0.28  # clip ratio above 1 + epsilon_high (clip-higher, DAPO)
-    tis_cap: float = 0.0  # truncated importance weight cap (0: off; e.g. 2.0 for bf16 vLLM)
     scale_by_std: bool = False  # divide advantages by the group std (paper; invites format hacks)
-    # logging, evaluation, checkpoints
+    # logging, evaluation, checkpoints (the RL stage's own: SFT's are sft.*)
     logging_steps: int = 1  # a summary line on stderr every N steps (metrics.jsonl: every step)
     save_steps: int = 10  # checkpoint every N steps (and at the end)
+    loss: LossConfig = field(default_factory=LossConfig)  # the policy loss (rl.loss.*)
 
     def __post_init__(self) -> None:
         if self.mode not in ("cot", "tir"):
-            raise ConfigError(f"mode must be cot or tir; got {self.mode!r}")
+            raise ConfigError(f"rl.mode must be cot or tir; got {self.mode!r}")
         for name in ("group_size", "batch_size", "ppo_epochs", "num_steps",
-                     "gradient_accumulation_steps", "max_new_tokens"):
+                     "gradient_accumulation_steps", "max_new_tokens", "save_steps",
+                     "logging_steps"):
             if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be >= 1; got {getattr(self, name)}")
+                raise ConfigError(f"rl.{name} must be >= 1; got {getattr(self, name)}")
         if self.group_size < 2:
-            raise ConfigError(f"group_size must be >= 2 (advantages compare rollouts of one "
+            raise ConfigError(f"rl.group_size must be >= 2 (advantages compare rollouts of one "
                               f"problem); got {self.group_size}")
         if not 0.0 <= self.sample_save_rate <= 1.0:
-            raise ConfigError(f"sample_save_rate must be in [0, 1]; got {self.sample_save_rate}")
+            raise ConfigError(f"rl.sample_save_rate must be in [0, 1]; got "
+                              f"{self.sample_save_rate}")

@@ -5,7 +5,12 @@ NCCL on GPUs; gradients are averaged over ranks).
 Rollouts come from our engines: the transformers engine sharing the live model (nothing to
 sync), or vLLM, into which the new weights are pushed after every optimizer step (LoRA merged
 in for the push, then unmerged) and whose prefix cache is reset. vLLM in bf16 drifts from an
-fp32 trainer (per-token log-prob gap ~0.03-0.07): turn on `tis_cap` there.
+fp32 trainer (per-token log-prob gap ~0.03-0.07): turn on `rl.loss.tis_cap` there.
+
+The loss is `rl.loss.policy_loss` with the `rl.loss` section's settings (`loss_args`); the KL
+term's reference (`rl.loss.beta` > 0) is the base model with the LoRA adapter switched off,
+so it costs one forward pass and no second copy of the weights (full fine-tuning has no such
+reference: rl_math.py refuses beta there).
 """
 
 from __future__ import annotations
@@ -18,7 +23,8 @@ import torch
 
 from aimo3_recipe.inference.engine import Engine
 from aimo3_recipe.rl.batch import RLBatch
-from aimo3_recipe.rl.loss import policy_loss, token_logprobs
+from aimo3_recipe.rl.config import LossConfig
+from aimo3_recipe.rl.loss import loss_args, old_logprobs_for, policy_loss, token_logprobs
 
 
 class LocalBackend:
@@ -70,17 +76,31 @@ class LocalBackend:
                                    batch.loss_mask_B_L)
         return lp
 
+    def ref_logprobs(self, batch: RLBatch) -> torch.Tensor:
+        """The KL reference's log-probs: the base model, adapter off (no gradient)."""
+        policy = self.policy
+        if not hasattr(policy, "disable_adapter"):
+            raise ValueError("rl.loss.beta > 0 needs a LoRA policy (the reference is the base "
+                             "model with the adapter off)")
+        with torch.no_grad(), policy.disable_adapter():
+            lp, _ = token_logprobs(policy, batch.input_ids_B_L, batch.attention_mask_B_L,
+                                   batch.loss_mask_B_L)
+        return lp
+
     def forward_backward(self, batch: RLBatch, *, old_logprobs: Any, num_tokens: float,
-                         loss_kwargs: dict[str, Any]) -> dict[str, float]:
-        self.model.train()
+                         loss: LossConfig) -> dict[str, float]:
         batch = batch.to(self.accelerator.device)
+        ref = self.ref_logprobs(batch) if loss.beta else None
+        self.model.train()
         lp, entropy = token_logprobs(self.model, batch.input_ids_B_L, batch.attention_mask_B_L,
                                      batch.loss_mask_B_L, compute_entropy=True)
-        old = None if old_logprobs is None else old_logprobs.to(lp.device)
-        loss, metrics = policy_loss(lp, old, batch.advantages_B, batch.loss_mask_B_L,
-                                    sampler_logprobs_B_T=batch.sampler_logprobs_B_L,
-                                    entropy_B_T=entropy, num_tokens=num_tokens, **loss_kwargs)
-        self.accelerator.backward(loss)
+        old = old_logprobs_for(loss, None if old_logprobs is None else old_logprobs.to(lp.device),
+                               batch.sampler_logprobs_B_L)
+        value, metrics = policy_loss(lp, old, batch.advantages_B, batch.loss_mask_B_L,
+                                     sampler_logprobs_B_T=batch.sampler_logprobs_B_L,
+                                     ref_logprobs_B_T=ref, entropy_B_T=entropy,
+                                     num_tokens=num_tokens, **loss_args(loss))
+        self.accelerator.backward(value)
         return metrics
 
     def optim_step(self) -> dict[str, float]:

@@ -121,8 +121,6 @@ def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup],
     on_policy = cfg.ppo_epochs == 1 and len(plan) == 1
     # the policy the ratios are taken against: the trainer before this step's updates
     old = None if on_policy or not rollouts else _row_logprobs(backend, rollouts, advantages, pad)
-    loss_kwargs = {"epsilon_low": cfg.epsilon_low, "epsilon_high": cfg.epsilon_high,
-                   "tis_cap": cfg.tis_cap or None}
     sums: Counter[str] = Counter()
     count = 0
     for _epoch in range(cfg.ppo_epochs):
@@ -139,7 +137,7 @@ def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup],
                 else:
                     batch, old_part = make_batch([filler], [0.0], pad), None
                 m = backend.forward_backward(batch, old_logprobs=old_part, num_tokens=num_tokens,
-                                             loss_kwargs=loss_kwargs)
+                                             loss=cfg.loss)
                 if part:
                     sums.update(m)
                     count += 1

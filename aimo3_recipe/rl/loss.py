@@ -17,6 +17,9 @@ micro-batches, pass the token count of the whole step to each call, so the sum o
 micro-batch losses equals the loss of the whole batch; under DDP (which averages gradients
 over ranks) pass the global count divided by the world size, as TRL does.
 
+The settings come from `rl.loss` (rl/config.py: `LossConfig`), the one place their defaults
+are written; `loss_args` turns that section into this function's keywords, for both backends.
+
 Limits: `token_logprobs` materialises the logits of the completion positions for one chunk
 of rows at a time (`rows_per_chunk`); for very long sequences with a large vocabulary, lower
 it or use a fused LM head (TRL's `add_fused_lm_head`), which never builds the logits.
@@ -24,7 +27,12 @@ it or use a fused LM head (TRL's `add_fused_lm_head`), which never builds the lo
 
 from __future__ import annotations
 
+import math
+from typing import Any
+
 import torch
+
+from aimo3_recipe.rl.config import LossConfig
 
 
 def clipped_surrogate(
@@ -74,9 +82,9 @@ def policy_loss(
     advantages_B: torch.Tensor,
     mask_B_T: torch.Tensor,
     *,
-    epsilon_low: float = 0.2,
-    epsilon_high: float = 0.28,
-    beta: float = 0.0,
+    epsilon_low: float = LossConfig.epsilon_low,
+    epsilon_high: float = LossConfig.epsilon_high,
+    beta: float = LossConfig.beta,
     ref_logprobs_B_T: torch.Tensor | None = None,
     kl_importance_weighted: bool = True,
     sampler_logprobs_B_T: torch.Tensor | None = None,
@@ -136,6 +144,26 @@ def policy_loss(
                             old=old, sampler=sampler_logprobs_B_T, tis_cap=tis_cap,
                             entropy=entropy_B_T)
     return loss, metrics
+
+
+def loss_args(loss: LossConfig) -> dict[str, Any]:
+    """`policy_loss`'s keywords from the `rl.loss` section: no clip is an infinite range, a
+    TIS cap of 0 is none. (`ratio_against` and the reference log-probs are the backend's: they
+    choose the tensors, not the formula.)"""
+    eps_low, eps_high = (loss.epsilon_low, loss.epsilon_high) if loss.clip else (math.inf,
+                                                                                math.inf)
+    return {"epsilon_low": eps_low, "epsilon_high": eps_high, "beta": loss.beta,
+            "tis_cap": loss.tis_cap or None}
+
+
+def old_logprobs_for(loss: LossConfig, old_logprobs_B_T: torch.Tensor | None,
+                     sampler_logprobs_B_T: torch.Tensor) -> torch.Tensor | None:
+    """The ratio's denominator: the trainer's before the step's updates when given (later
+    PPO epochs, mini-batches); on-policy, None (the trainer's now: ratio 1) or the sampler's,
+    as `loss.ratio_against` says."""
+    if old_logprobs_B_T is not None or loss.ratio_against == "trainer":
+        return old_logprobs_B_T
+    return sampler_logprobs_B_T
 
 
 @torch.no_grad()

@@ -2,17 +2,20 @@
 Tinker training client, so `rl.loop.train` runs unchanged against the service.
 
 - forward_backward: each padded row becomes a Tinker Datum (model input = ids[:-1], targets
-  = ids[1:]) for the service's `ppo` loss (clipped, 1 - epsilon_low .. 1 + epsilon_high) or
-  `importance_sampling` loss. Advantages are per token: the row's advantage on trained tokens,
-  0 on the prompt, tool output and padding (which therefore carry no loss), divided by the
-  step's `num_tokens` because the service sums token losses: the sum is then our token-level
-  (DAPO) mean. The ratio's denominator is what we pass as `logprobs`: the sampler's
-  log-probs on-policy (so the service's ratio is exp(trainer - sampler): importance
-  correction for the sampler, where the local backend takes ratio 1 on-policy), or the
-  trainer's own `old_logprobs` in later PPO epochs (then `tis_cap` folds
-  min(exp(old - sampler), cap) into the advantages: TIS as a constant weight). The loss
-  metrics are `rl.loss.policy_loss`'s, computed on the log-probs the service returns, so
-  the names and meanings match local training (no entropy: the service does not return it).
+  = ids[1:]) for the service's `ppo` loss (clipped at 1 - epsilon_low .. 1 + epsilon_high;
+  `rl.loss.clip` false: `importance_sampling`, unclipped). Advantages are per token: the row's
+  advantage on trained tokens, 0 on the prompt, tool output and padding (which therefore carry
+  no loss), divided by the step's `num_tokens` because the service sums token losses: the sum
+  is then our token-level (DAPO) mean. The ratio's denominator is what we pass as `logprobs`:
+  the trainer's own log-probs before the step (`rl.loss.ratio_against` trainer; on-policy they
+  come from one extra `forward`, so the ratio is 1 as locally) or the sampler's (`sampler`: no
+  extra forward; the clip then also bounds the sampler gap). `rl.loss.tis_cap` folds
+  min(exp(trainer - sampler), cap) into the advantages (a constant weight, as locally, since
+  it is detached). So the service's loss is `rl.loss.policy_loss` term for term
+  (tests/test_tinker_loss.py). What it cannot do, a KL term (`rl.loss.beta`: the service has
+  no reference model), `check_loss` refuses before the run starts. The loss metrics are
+  `policy_loss`'s, computed on the log-probs the service returns, so the names and meanings
+  match local training (no entropy: the service does not return it).
 - optim_step: Adam with the config's learning rate; grad norm from the service's metrics.
 - sync_sampler: save weights for the sampler and take a new sampling client (TinkerEngine).
 - save/load: `save_state` (weights + optimizer) under a name, its tinker:// path in
@@ -43,8 +46,10 @@ from typing import Any
 import torch
 
 from aimo3_recipe.inference.tinker_engine import TinkerEngine
+from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.rl.batch import RLBatch
-from aimo3_recipe.rl.loss import policy_loss
+from aimo3_recipe.rl.config import LossConfig
+from aimo3_recipe.rl.loss import loss_args, old_logprobs_for, policy_loss
 from aimo3_recipe.utils.notice import notice
 from aimo3_recipe.utils.tinker_sdk import (
     Retrier,
@@ -55,8 +60,24 @@ from aimo3_recipe.utils.tinker_sdk import (
     wait,
 )
 
-LOSS_FNS = ("ppo", "importance_sampling")
 STATE_FILE = "tinker.json"
+
+
+def check_loss(loss: LossConfig) -> None:
+    """Stop before training when the service cannot compute the loss `rl.loss` asks for
+    (rather than train something else)."""
+    if loss.beta:
+        raise ConfigError(f"rl.loss.beta={loss.beta}: the Tinker service's losses have no KL "
+                          "term (it keeps no reference model); set rl.loss.beta=0 on Tinker, "
+                          "or train locally (train.py --stage rl) for a KL penalty")
+
+
+def service_loss(loss: LossConfig) -> tuple[str, dict[str, float] | None]:
+    """The service's loss function and its config for `rl.loss`."""
+    if not loss.clip:
+        return "importance_sampling", None
+    return "ppo", {"clip_low_threshold": 1 - loss.epsilon_low,
+                   "clip_high_threshold": 1 + loss.epsilon_high}
 
 
 @dataclass
@@ -132,15 +153,11 @@ class TinkerBackend:
     world_size = 1
 
     def __init__(self, training_client: Any, tokenizer: Any, *, learning_rate: float,
-                 loss_fn: str = "ppo", max_grad_norm: float = 1.0,
-                 retrier: Retrier | None = None,
+                 max_grad_norm: float, retrier: Retrier | None = None,
                  base_state: str | None = None, name_prefix: str = "rl") -> None:
-        if loss_fn not in LOSS_FNS:
-            raise ValueError(f"loss_fn must be one of {LOSS_FNS}; got {loss_fn!r}")
         self.client = training_client
         self.tokenizer = tokenizer
         self.learning_rate = learning_rate
-        self.loss_fn = loss_fn
         self.max_grad_norm = max_grad_norm
         self.retrier = retrier or Retrier()
         self.prefix = name_prefix
@@ -175,21 +192,20 @@ class TinkerBackend:
         return _full_rows(output_logprobs(out), batch)
 
     def forward_backward(self, batch: RLBatch, *, old_logprobs: Any, num_tokens: float,
-                         loss_kwargs: dict[str, Any]) -> dict[str, float]:
-        eps_low, eps_high = loss_kwargs.get("epsilon_low", 0.2), loss_kwargs.get("epsilon_high", 0.28)
-        rows = rl_rows(batch, old_logprobs, num_tokens, loss_kwargs.get("tis_cap"))
-        config = ({"clip_low_threshold": 1 - eps_low, "clip_high_threshold": 1 + eps_high}
-                  if self.loss_fn == "ppo" else None)
-        out = self.mutate("forward_backward", ([to_tinker(r, self.loss_fn) for r in rows],
-                                               self.loss_fn, config))
+                         loss: LossConfig) -> dict[str, float]:
+        check_loss(loss)
+        old = old_logprobs_for(loss, None if old_logprobs is None else old_logprobs.float(),
+                               batch.sampler_logprobs_B_L)
+        if old is None:  # on-policy, ratio against the trainer: its log-probs now
+            old = self.logprobs(batch)
+        rows = rl_rows(batch, old, num_tokens, loss.tis_cap or None)
+        loss_fn, config = service_loss(loss)
+        out = self.mutate("forward_backward", ([to_tinker(r, loss_fn) for r in rows],
+                                               loss_fn, config))
         lp = _full_rows(output_logprobs(out), batch)
-        old = batch.sampler_logprobs_B_L if old_logprobs is None else old_logprobs.float()
-        if self.loss_fn == "importance_sampling":
-            eps_low, eps_high = math.inf, math.inf  # no clipping in the service's loss
         _, metrics = policy_loss(lp, old, batch.advantages_B, batch.loss_mask_B_L,
-                                 epsilon_low=eps_low, epsilon_high=eps_high,
                                  sampler_logprobs_B_T=batch.sampler_logprobs_B_L,
-                                 num_tokens=num_tokens)
+                                 num_tokens=num_tokens, **loss_args(loss))
         return metrics
 
     def optim_step(self) -> dict[str, float]:

@@ -1,34 +1,27 @@
-"""The configs of local training, built from the shared field groups of config_fields.py.
+"""The config tree of local training (`python -m aimo3_recipe.training.train`):
 
-    LocalRunFields                 local stages: model, output dir, devices, checkpoints, LoRA
-    SFTConfig   = LocalRunFields + DataFields + LoraFields + SFTFields + packing/schedule
-                  (what the SFT stages read: sft.py)
-    TrainConfig = SFTConfig + RLFields + use_vllm
-                  (the `train.py` command line; `--stage full` runs SFT and RL)
+    TrainConfig                  run-wide: stage, base_model, output_dir, LoRA, device, dtype,
+                                 report_to, resume, use_vllm (config_fields.LocalModelFields)
+      sft: SFTConfig             the SFT stages (sft.py): data, optimisation, checkpoints
+      rl: GRPOConfig             the RL stage (rl/config.py), with rl.loss: LossConfig
+      pipeline: PipelineConfig   `--stage full`'s closing comparison
 
-Each SFT stage receives an `SFTConfig` (`sft_config(train_config)`), so it cannot read an RL
-field by mistake; a field only RL reads (eval_steps, save_samples, rewards...) lives in
-`RLFields`, and `train.py --stage cot|tir` rejects one that was set (`check_stage_fields`).
-The Tinker config (tinker_config.py) and the RL algorithm's (rl/config.py) inherit the same
-groups. A test checks that every field of every config is read somewhere outside its class.
+A setting is addressed by its path: `--sft.learning-rate 1e-4`, `--rl.group-size 16`, in YAML
+`rl: {group_size: 16}`. The SFT stages read `sft` and the run-wide fields; the RL stage reads
+`rl` (rl_math.rl_config), so SFT's save_steps or learning rate never become RL's.
+`train.py --stage cot|tir` rejects an `rl.*` or `pipeline.*` setting (`check_stage_fields`).
+The seed's flat flags (--max-samples, --save-samples, --eval-steps...) are ALIASES; the old
+flat names of moved settings are errors naming the new path (config.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import ClassVar
 
-from aimo3_recipe.config_fields import (
-    DataFields,
-    LoraFields,
-    PolicyUpdateFields,
-    RewardFields,
-    RLEvalFields,
-    RolloutFields,
-    SampleLogFields,
-    SFTFields,
-)
+from aimo3_recipe.config import flat_kwargs, get_path, leaf_paths
+from aimo3_recipe.config_fields import DataFields, LocalModelFields, SFTFields
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.rl.config import GRPOConfig
 
@@ -36,102 +29,100 @@ STAGES = ("cot", "tir", "rl", "full")
 
 
 @dataclass
-class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields):
-    """The RL stage's part of the `train.py` command line (the RL loop's own settings, e.g.
-    its clip range, are in rl/config.py)."""
+class SFTConfig(SFTFields, DataFields):
+    """The SFT stages (sft_cot.py, sft_tir.py via sft.py). Defaults are the recipe's (lr 2e-5,
+    max length 4096, 3 epochs)."""
 
-    # GRPOConfig's learning_rate, mode, batch_size and num_steps, renamed where the SFT stages
-    # use the plain name (defaults read from GRPOConfig: one definition)
-    rl_learning_rate: float = GRPOConfig.learning_rate  # RL learning rate
-    rl_mode: str = GRPOConfig.mode  # RL rollouts: tir (the model may run Python) | cot
-    rl_batch_size: int = GRPOConfig.batch_size  # RL: problems per step (x group_size rollouts)
-    rl_steps: int = GRPOConfig.num_steps  # RL steps (--max-steps overrides)
-    tis_cap: float = GRPOConfig.tis_cap  # RL: importance weight cap (0: off; 2 with bf16 vLLM)
-
-
-# -- local stages ----------------------------------------------------------------------------
-@dataclass
-class LocalRunFields:
-    stage: str = "cot"  # cot | tir | rl | full (full chains cot -> tir -> rl)
-    base_model: str = "default"  # hub id, folder, .gguf file or 'default' (embedded SmolLM2-135M)
-    output_dir: str = "./outputs"  # each stage writes <output_dir>/<stage>
     batch_size: int = 4  # per-device batch size
     gradient_accumulation_steps: int = 4  # optimizer step every N micro-batches
-    use_lora: bool = True  # LoRA adapters instead of full fine-tuning
-    lora_alpha: int = 128  # LoRA alpha
-    quant_bits: int | None = None  # 4 or 8 for QLoRA (CUDA only)
+    max_steps: int = -1  # stop after N optimizer steps (-1: run all epochs)
     save_steps: int = 500  # checkpoint every N optimizer steps
     logging_steps: int = 10  # log metrics every N steps
-    max_steps: int = -1  # stop after N optimizer steps (-1: run all epochs)
-    resume: bool = True  # resume from the last checkpoint in the output dir when present
-    device: str = "auto"  # auto | cpu | cuda | mps
-    dtype: str = "auto"  # auto | float32 | bfloat16 | float16
-    report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
-
-
-@dataclass
-class SFTConfig(SFTFields, LoraFields, DataFields, LocalRunFields):
-    """What the SFT stages (sft_cot.py, sft_tir.py via sft.py) read. Defaults are the recipe's
-    (lr 2e-5, LoRA rank 64, max length 4096, 3 epochs)."""
-
+    save_total_limit: int = 2  # keep only the newest N checkpoints
+    warmup_ratio: float = 0.03  # fraction of steps with linear LR warm-up
     packing: bool = True  # pack examples into full sequences (kept separate in attention)
     pack_length: int = 0  # tokens per packed row (0: the longest example, at most max_seq_length)
     gradient_checkpointing: bool | None = None  # recompute activations (None: on with CUDA)
-    save_total_limit: int = 2  # keep only the newest N checkpoints
-    warmup_ratio: float = 0.03  # fraction of steps with linear LR warm-up
+    quant_bits: int | None = None  # 4 or 8 for QLoRA (CUDA only)
 
 
 @dataclass
-class PipelineFields:
+class PipelineConfig:
     """`--stage full` only: the held-out comparison of the base model and every stage."""
 
-    pipeline_eval_problems: int = 100  # held-out problems each model answers (0: no comparison)
-    pipeline_sc: int = 4  # samples per problem for the SC@N column
-    pipeline_eval_tokens: int = 384  # generation length of the comparison
+    eval_problems: int = 100  # held-out problems each model answers (0: no comparison)
+    sc: int = 4  # samples per problem for the SC@N column
+    eval_tokens: int = 384  # generation length of the comparison
 
 
+@flat_kwargs(leaves=False)
 @dataclass
-class TrainConfig(PipelineFields, RLFields, SFTConfig):
-    """The config of `python -m aimo3_recipe.training.train`: the SFT stages' fields and the RL
-    stage's (`--stage full` runs both). Defaults are the recipe's (SFT lr 2e-5, LoRA rank 64,
-    max length 4096, 3 epochs; RL lr 1e-6, 16 rollouts per problem, temperature 0.7)."""
+class TrainConfig(LocalModelFields):
+    """The config of `python -m aimo3_recipe.training.train`. Defaults are the recipe's (SFT lr
+    2e-5, LoRA rank 64, max length 4096, 3 epochs; RL lr 1e-6, 16 rollouts per problem,
+    temperature 0.7)."""
 
-    use_vllm: bool | str = "auto"  # RL rollouts on vLLM: auto (where fast here) | true | false
+    stage: str = "cot"  # cot | tir | rl | full (full chains cot -> tir -> rl)
+    base_model: str = "default"  # hub id, folder, .gguf file or 'default' (embedded SmolLM2-135M)
+    output_dir: str = "./outputs"  # each stage writes <output_dir>/<stage>
+    sft: SFTConfig = field(default_factory=SFTConfig)  # the SFT stages (sft.*)
+    rl: GRPOConfig = field(default_factory=GRPOConfig)  # the RL stage (rl.*, rl.loss.*)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)  # --stage full's comparison
 
-    def __post_init__(self) -> None:
-        from aimo3_recipe.utils.hardware import parse_use_vllm
+    # the seed's flat flags, kept as aliases onto the tree
+    ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {
+        "max_samples": ("sft.max_samples", "rl.max_samples"),
+        "seed": ("sft.seed", "rl.seed"),
+        "save_samples": ("rl.save_samples",),
+        "sample_save_rate": ("rl.sample_save_rate",),
+        "samples_filename": ("rl.samples_filename",),
+        "eval_steps": ("rl.eval_steps",),
+        "eval_samples": ("rl.eval_samples",),
+    }
+    # flat names of earlier versions whose setting is now a path under another name
+    RENAMED: ClassVar[dict[str, str | tuple[str, ...]]] = {
+        "rl_learning_rate": "rl.learning_rate", "rl_steps": "rl.num_steps", "rl_mode": "rl.mode",
+        "rl_batch_size": "rl.batch_size", "tis_cap": "rl.loss.tis_cap",
+        "epsilon_low": "rl.loss.epsilon_low", "epsilon_high": "rl.loss.epsilon_high",
+        "pipeline_eval_problems": "pipeline.eval_problems", "pipeline_sc": "pipeline.sc",
+        "pipeline_eval_tokens": "pipeline.eval_tokens",
+        "max_steps": ("sft.max_steps", "rl.num_steps"),
+    }
 
-        self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error
 
-
-def rl_only_fields() -> list[str]:
-    """TrainConfig fields that only the RL stage reads."""
-    sft = {f.name for f in dataclasses.fields(SFTConfig)}
-    return [f.name for f in dataclasses.fields(TrainConfig) if f.name not in sft]
+def rl_only_paths() -> list[str]:
+    """TrainConfig settings that only the RL stage (or --stage full) reads."""
+    return [p for p in leaf_paths(TrainConfig)
+            if p.startswith(("rl.", "pipeline.")) or p == "use_vllm"]
 
 
 def check_stage_fields(config: TrainConfig, given: Collection[str] | None = None) -> None:
-    """`--stage cot|tir` with an RL-only field set is an error: SFT would silently ignore it.
-    `given` names the fields the user set (command line, YAML); None: those whose value
+    """`--stage cot|tir` with an RL-only setting is an error: SFT would silently ignore it.
+    `given` names the paths the user set (command line, YAML); None: those whose value
     differs from the default (the Python API)."""
     if config.stage not in ("cot", "tir"):
         return
     defaults = TrainConfig()
-    rl_only = rl_only_fields()
+    rl_only = rl_only_paths()
     if given is None:
-        set_rl = [n for n in rl_only if getattr(config, n) != getattr(defaults, n)]
-    else:
-        set_rl = [n for n in rl_only if n in given]
+        set_rl = [p for p in rl_only if get_path(config, p) != get_path(defaults, p)]
+    else:  # an alias counts when all it sets is RL-only (--max-samples also sets sft's)
+        set_rl = [p for p in given if p in rl_only or (
+            p in TrainConfig.ALIASES and set(TrainConfig.ALIASES[p]) <= set(rl_only))]
     if set_rl:
-        flags = ", ".join("--" + n.replace("_", "-") for n in set_rl)
+        flags = ", ".join("--" + p.replace("_", "-") for p in set_rl)
         raise ConfigError(
             f"{flags}: read by the RL stage only (--stage rl or full); --stage {config.stage} "
             "trains on supervised targets and logs loss only. Drop the flag, or evaluate the "
             f"SFT output with `aimo3 eval --model {config.output_dir}/{config.stage}/model`.")
 
 
-def sft_config(config: SFTConfig) -> SFTConfig:
-    """The SFT stages' part of a TrainConfig (an SFTConfig is returned as it is)."""
-    if type(config) is SFTConfig:
-        return config
-    return SFTConfig(**{f.name: getattr(config, f.name) for f in dataclasses.fields(SFTConfig)})
+def sft_view(config: TrainConfig) -> dict:
+    """What an SFT stage ran with, for its config.json: the run-wide fields and `sft` (the RL
+    and pipeline sections are not its settings)."""
+    import dataclasses
+
+    out = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+           if f.name not in ("rl", "pipeline")}
+    out["sft"] = dataclasses.asdict(config.sft)
+    return out

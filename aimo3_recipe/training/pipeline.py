@@ -9,7 +9,7 @@ SC@N, in CoT format before TIR training and in TIR format after it, through the 
 harness (evaluation/evaluate.py, one engine reused for all four models). The comparison goes
 to the terminal, `<output_dir>/report.md`, `results.json` and PNG plots (plots.py).
 
-Nothing here is specific to the CPU demo: `configs/cpu_demo.yaml` is a set of overrides, and
+Nothing here is specific to the CPU demo: `configs/train_cpu_demo.yaml` is a set of overrides, and
 the same command with a 14B model on GPUs is the real recipe.
 """
 
@@ -71,7 +71,7 @@ def run_full(config, run_stage) -> Path:
                                    "seconds": time.time() - t0}
         _save_record(out, record)
         model = str(done)
-    if config.pipeline_eval_problems > 0:
+    if config.pipeline.eval_problems > 0:
         evaluate_stages(config, record)
     return Path(model)
 
@@ -84,7 +84,7 @@ def evaluate_stages(config, record: dict[str, Any]) -> dict[str, Any]:
     out = Path(config.output_dir)
     bench = out / "eval" / "heldout.jsonl"
     bench.parent.mkdir(parents=True, exist_ok=True)
-    problems = held_out_problems(config.pipeline_eval_problems, seed=config.seed + 1)
+    problems = held_out_problems(config.pipeline.eval_problems, seed=config.sft.seed + 1)
     bench.write_text("".join(json.dumps({"problem": p.problem, "answer": p.answer,
                                          "subject": p.metadata["kind"]}) + "\n"
                              for p in problems))
@@ -94,7 +94,7 @@ def evaluate_stages(config, record: dict[str, Any]) -> dict[str, Any]:
     engine = None
     t0 = time.time()
     for name, path in models.items():
-        notice(f"[full eval] {name}: {path} ({EVAL_MODE[name]}, greedy + SC@{config.pipeline_sc})")
+        notice(f"[full eval] {name}: {path} ({EVAL_MODE[name]}, greedy + SC@{config.pipeline.sc})")
         res, engine = _evaluate_one(config, name, path, bench, engine)
         results[name] = res
     summary = write_pipeline_report(out, config, record, results, time.time() - t0)
@@ -112,13 +112,13 @@ def _evaluate_one(config, name: str, model: str, bench: Path, engine):
 
     cfg = EvalConfig(model=str(model), benchmark=str(bench),
                      strategy="majority_vote" if EVAL_MODE[name] == "cot" else "tir",
-                     mode=EVAL_MODE[name], num_samples=config.pipeline_sc,
-                     max_new_tokens=config.pipeline_eval_tokens, temperature=0.7, top_p=1.0,
-                     use_vllm=config.use_vllm, device=config.device, seed=config.seed,
+                     mode=EVAL_MODE[name], num_samples=config.pipeline.sc,
+                     max_new_tokens=config.pipeline.eval_tokens, temperature=0.7, top_p=1.0,
+                     use_vllm=config.use_vllm, device=config.device, seed=config.sft.seed,
                      output_dir=str(Path(config.output_dir) / "eval" / name),
                      bootstrap_resamples=500)
     if engine is None or isinstance(engine, HFEngine):
-        engine = build_engine(cfg, config.pipeline_eval_tokens)
+        engine = build_engine(cfg, config.pipeline.eval_tokens)
     else:
         engine.reload_weights(resolve_model_path(model))
     return evaluate(cfg, engine=engine), engine

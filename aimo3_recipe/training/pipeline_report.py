@@ -38,7 +38,7 @@ def _fmt(x: float | None, ci: list[float] | None) -> str:
 
 def write_pipeline_report(out: Path, config, record: dict[str, Any],
                           results: dict[str, dict[str, Any]], eval_seconds: float) -> dict:
-    sc = config.pipeline_sc
+    sc = config.pipeline.sc
     rows = {name: headline(res, sc) for name, res in results.items()}
     stages = record.get("stages", {})
     summary = {"base_model": record.get("base_model"), "held_out_problems": rows["base"]["n"],

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aimo3_recipe.config_fields import LoraFields
+from aimo3_recipe.config import flat_kwargs, replace_path
+from aimo3_recipe.config_fields import LocalModelFields
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.rl.config import GRPOConfig
@@ -29,26 +30,20 @@ from aimo3_recipe.utils.notice import notice
 __all__ = ["MathRewardFunction", "RLMathConfig", "RLMathTrainer", "main"]
 
 
+@flat_kwargs(renames={"device_map": "device", "torch_dtype": "dtype"})
 @dataclass
-class RLMathConfig(GRPOConfig, LoraFields):
-    """The local RL stage: the algorithm's settings (GRPOConfig) plus where and how to train."""
+class RLMathConfig(LocalModelFields):
+    """The local RL stage: where and how to train, and the algorithm's settings in `rl`
+    (GRPOConfig, the same section train.py's TrainConfig and the Tinker config hold).
+
+    The seed's flat keywords still work as aliases onto the tree: `RLMathConfig(batch_size=4,
+    save_steps=5, device_map="cpu", torch_dtype="float32")` sets rl.batch_size, rl.save_steps,
+    device and dtype (any setting whose name is unique in the tree, e.g. epsilon_low)."""
 
     model_name_or_path: str = "default"  # the policy to start from (SFT output, hub id, 'default')
     output_dir: str = "./outputs/rl"  # this stage's folder
     eval_dataset: str | None = None  # held-out problems (None: generated ones never trained on)
-    use_lora: bool = True  # train a LoRA adapter (merged into model/ at the end)
-    lora_alpha: int = 128  # LoRA alpha
-    device_map: str = "auto"  # auto | cpu | cuda | mps
-    torch_dtype: str = "auto"  # auto | float32 | bfloat16 | float16 (the trainer's)
-    use_vllm: bool | str = "auto"  # rollouts on vLLM: auto (where installed, fast) | true | false
-    report_to: str = "none"  # comma list: none, tensorboard, wandb (metrics.jsonl always)
-    resume: bool = True  # continue from the newest checkpoint in output_dir
-
-    def __post_init__(self) -> None:
-        from aimo3_recipe.utils.hardware import parse_use_vllm
-
-        super().__post_init__()
-        self.use_vllm = parse_use_vllm(self.use_vllm)
+    rl: GRPOConfig = field(default_factory=GRPOConfig)  # the algorithm (rl.*, rl.loss.*)
 
 
 def _as_records(dataset: Any) -> list[MathRecord]:
@@ -91,9 +86,10 @@ def held_out(train: Sequence[MathRecord], n: int, seed: int) -> list[MathRecord]
 class RLMathTrainer:
     def __init__(self, config: RLMathConfig, reward_fn: MathRewardFunction | None = None):
         self.config = config
+        rl = config.rl
         self.reward_fn = reward_fn or MathRewardFunction(
-            correct_reward=config.correct_reward, incorrect_reward=config.incorrect_reward,
-            format_reward=config.format_reward)
+            correct_reward=rl.correct_reward, incorrect_reward=rl.incorrect_reward,
+            format_reward=rl.format_reward)
 
     def train(self, dataset: Iterable[Any] | None = None,
               eval_dataset: Iterable[Any] | None = None) -> Path:
@@ -105,45 +101,51 @@ class RLMathTrainer:
         from aimo3_recipe.utils.ml_log import MetricsLogger
 
         cfg = self.config
+        rl = cfg.rl
         run = Path(cfg.output_dir)
         problems = (_as_records(dataset) if dataset is not None
-                    else _load(cfg.dataset, cfg.max_samples, cfg.seed))
+                    else _load(rl.dataset, rl.max_samples, rl.seed))
         if not problems:
-            raise ConfigError("RL has no training problems with answers; check --dataset")
+            raise ConfigError("RL has no training problems with answers; check --rl.dataset")
         if eval_dataset is not None:
             evals = _as_records(eval_dataset)
         elif cfg.eval_dataset:
-            evals = _load(cfg.eval_dataset, cfg.eval_samples, cfg.seed)
+            evals = _load(cfg.eval_dataset, rl.eval_samples, rl.seed)
         else:
-            evals = held_out(problems, cfg.eval_samples, cfg.seed) if cfg.eval_samples else []
+            evals = held_out(problems, rl.eval_samples, rl.seed) if rl.eval_samples else []
+        if rl.loss.beta and not cfg.use_lora:
+            raise ConfigError(f"rl.loss.beta={rl.loss.beta} needs use_lora: the KL reference is "
+                              "the base model with the adapter switched off (full fine-tuning "
+                              "would need a second copy of the model); set rl.loss.beta 0 or "
+                              "use_lora true")
         tokenizer = load_tokenizer(cfg.model_name_or_path)
         lora = LoraSettings(r=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=0.0) \
             if cfg.use_lora else None  # no dropout: trainer and sampler must be one policy
-        model = load_model(cfg.model_name_or_path, device=cfg.device_map, dtype=cfg.torch_dtype,
-                           lora=lora)
+        model = load_model(cfg.model_name_or_path, device=cfg.device, dtype=cfg.dtype, lora=lora)
         vllm = _rollout_engine(cfg, model)  # None: the transformers engine on the live model
-        if vllm is not None and "16" in vllm.dtype and not cfg.tis_cap:
+        if vllm is not None and "16" in vllm.dtype and not rl.loss.tis_cap:
             # a 16-bit sampler drifts from the fp32 trainer (log-prob gap 0.03-0.07):
             # weight each token by min(exp(trainer - sampler), 2) (truncated IS)
             notice(f"RL: vLLM samples in {vllm.dtype}; truncated importance weights on "
-                   "(tis_cap 2.0; set --tis-cap to choose)")
-            cfg = dataclasses.replace(cfg, tis_cap=2.0)
-        backend = LocalBackend(model, tokenizer, learning_rate=cfg.learning_rate,
-                               max_grad_norm=cfg.max_grad_norm, vllm_engine=vllm)
+                   "(rl.loss.tis_cap 2.0; set --rl.loss.tis-cap to choose)")
+            cfg = replace_path(cfg, "rl.loss.tis_cap", 2.0)
+            rl = cfg.rl
+        backend = LocalBackend(model, tokenizer, learning_rate=rl.learning_rate,
+                               max_grad_norm=rl.max_grad_norm, vllm_engine=vllm)
         self.backend = backend
         start = 0
         found = latest_checkpoint(run / "checkpoints") if cfg.resume else None
         if found:
             path, start = found
             backend.load(path)
-            for log in ("metrics.jsonl", cfg.samples_filename):
+            for log in ("metrics.jsonl", rl.samples_filename):
                 trim_jsonl(run / log, start)
-            notice(f"RL resumes from {path} (step {start} of {cfg.num_steps})")
+            notice(f"RL resumes from {path} (step {start} of {rl.num_steps})")
         logger = MetricsLogger(run, cfg.report_to, resume=start > 0,
-                               config={"rl": cfg, "num_problems": len(problems),
+                               config={**dataclasses.asdict(cfg), "num_problems": len(problems),
                                        "num_eval_problems": len(evals)})
         try:
-            train(cfg, backend, problems, self.reward_fn, logger, run, eval_problems=evals,
+            train(rl, backend, problems, self.reward_fn, logger, run, eval_problems=evals,
                   start_step=start)
         finally:
             logger.close()
@@ -171,7 +173,7 @@ def _rollout_engine(cfg: RLMathConfig, model):
     # engine core in this process: new weights go in as tensors, not via a file
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     try:
-        engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.seed,
+        engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.rl.seed,
                             max_model_len=4096)
     except MissingDependencyError as e:
         if cfg.use_vllm is True:
@@ -216,24 +218,14 @@ def starting_model(config) -> str:
 
 
 def rl_config(config) -> RLMathConfig:
-    """The RL stage's config from train.py's TrainConfig (one field each, renamed where the
-    SFT stages use the plain name)."""
+    """The RL stage's config from train.py's TrainConfig: its run-wide fields (the same group,
+    so the same names) and its `rl` section, as they are."""
     from aimo3_recipe.training.checkpoint import stage_dirs
 
-    renamed = {"learning_rate": "rl_learning_rate", "batch_size": "rl_batch_size",
-               "num_steps": "rl_steps", "mode": "rl_mode",
-               "model_name_or_path": None, "output_dir": None, "device_map": "device",
-               "torch_dtype": "dtype", "eval_dataset": None}
-    kwargs: dict[str, Any] = {}
-    for f in dataclasses.fields(RLMathConfig):
-        src = renamed.get(f.name, f.name)
-        if src is not None and hasattr(config, src):
-            kwargs[f.name] = getattr(config, src)
-    if getattr(config, "max_steps", -1) > 0:
-        kwargs["num_steps"] = config.max_steps
-    kwargs["model_name_or_path"] = starting_model(config)
-    kwargs["output_dir"] = str(stage_dirs(config.output_dir, "rl")["root"])
-    return RLMathConfig(**kwargs)
+    run_wide = {f.name: getattr(config, f.name) for f in dataclasses.fields(LocalModelFields)}
+    return RLMathConfig(**run_wide, model_name_or_path=starting_model(config),
+                        output_dir=str(stage_dirs(config.output_dir, "rl")["root"]),
+                        rl=config.rl)
 
 
 def main(config) -> Path:

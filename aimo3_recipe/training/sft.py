@@ -24,7 +24,7 @@ from typing import Any
 
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.training.checkpoint import last_checkpoint, save_final, stage_dirs
-from aimo3_recipe.training.config import SFTConfig, sft_config
+from aimo3_recipe.training.config import TrainConfig, sft_view
 from aimo3_recipe.utils.notice import notice
 
 MODES = ("cot", "tir")
@@ -43,30 +43,31 @@ def _distributed_sharding() -> str | None:
     return None
 
 
-def validate(config: SFTConfig, mode: str) -> None:
+def validate(config: TrainConfig, mode: str) -> None:
     """Reject settings that cannot work, naming the flag and the fix."""
     if mode not in MODES:
         raise ConfigError(f"SFT mode must be one of {MODES}; got {mode!r}")
+    sft = config.sft
     checks = [
-        (config.learning_rate > 0, f"--learning-rate must be > 0; got {config.learning_rate}"),
-        (config.max_seq_length > 0, f"--max-seq-length must be > 0; got {config.max_seq_length}"),
-        (config.batch_size > 0, f"--batch-size must be > 0; got {config.batch_size}"),
-        (config.gradient_accumulation_steps > 0,
-         f"--gradient-accumulation-steps must be > 0; got {config.gradient_accumulation_steps}"),
-        (config.num_epochs > 0 or config.max_steps > 0,
-         "set --num-epochs > 0 or --max-steps > 0"),
-        (config.pack_length >= 0, f"--pack-length must be >= 0; got {config.pack_length}"),
-        (not config.quant_bits or config.use_lora,
-         (f"--quant-bits {config.quant_bits} (QLoRA) trains LoRA adapters on a frozen "
-          "quantised base: add --use-lora true or drop --quant-bits")),
-        (config.save_steps > 0, f"--save-steps must be > 0; got {config.save_steps}"),
+        (sft.learning_rate > 0, f"--sft.learning-rate must be > 0; got {sft.learning_rate}"),
+        (sft.max_seq_length > 0, f"--sft.max-seq-length must be > 0; got {sft.max_seq_length}"),
+        (sft.batch_size > 0, f"--sft.batch-size must be > 0; got {sft.batch_size}"),
+        (sft.gradient_accumulation_steps > 0,
+         f"--sft.gradient-accumulation-steps must be > 0; got {sft.gradient_accumulation_steps}"),
+        (sft.num_epochs > 0 or sft.max_steps > 0,
+         "set --sft.num-epochs > 0 or --sft.max-steps > 0"),
+        (sft.pack_length >= 0, f"--sft.pack-length must be >= 0; got {sft.pack_length}"),
+        (not sft.quant_bits or config.use_lora,
+         (f"--sft.quant-bits {sft.quant_bits} (QLoRA) trains LoRA adapters on a frozen "
+          "quantised base: add --use-lora true or drop --sft.quant-bits")),
+        (sft.save_steps > 0, f"--sft.save-steps must be > 0; got {sft.save_steps}"),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
 
 
-def lora_config(config: SFTConfig):
+def lora_config(config: TrainConfig):
     """The peft LoraConfig for the run (None for full fine-tuning)."""
     if not config.use_lora:
         return None
@@ -79,32 +80,34 @@ def lora_config(config: SFTConfig):
                       target_modules=s.target_modules, task_type="CAUSAL_LM", **s.extra)
 
 
-def sft_args(config: SFTConfig, checkpoints_dir: Path, device: str, dtype) -> Any:
-    """TRL's SFTConfig from ours: what we expose maps one to one, the rest is TRL's."""
+def sft_args(config: TrainConfig, checkpoints_dir: Path, device: str, dtype) -> Any:
+    """TRL's SFTConfig from our `sft` section: what we expose maps one to one, the rest is
+    TRL's."""
     import torch
     from trl import SFTConfig as TRLSFTConfig
 
     on_cuda = device.startswith("cuda")
-    checkpointing = on_cuda if config.gradient_checkpointing is None else config.gradient_checkpointing
+    sft = config.sft
+    checkpointing = on_cuda if sft.gradient_checkpointing is None else sft.gradient_checkpointing
     return TRLSFTConfig(
         output_dir=str(checkpoints_dir),
-        learning_rate=config.learning_rate,
-        num_train_epochs=config.num_epochs,
-        max_steps=config.max_steps,
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.gradient_accumulation_steps,
-        warmup_steps=config.warmup_ratio,  # a value below 1 is a fraction of the total steps
-        logging_steps=config.logging_steps,
+        learning_rate=sft.learning_rate,
+        num_train_epochs=sft.num_epochs,
+        max_steps=sft.max_steps,
+        per_device_train_batch_size=sft.batch_size,
+        gradient_accumulation_steps=sft.gradient_accumulation_steps,
+        warmup_steps=sft.warmup_ratio,  # a value below 1 is a fraction of the total steps
+        logging_steps=sft.logging_steps,
         logging_first_step=True,
         save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        seed=config.seed,
+        save_steps=sft.save_steps,
+        save_total_limit=sft.save_total_limit,
+        seed=sft.seed,
         bf16=on_cuda and dtype == torch.bfloat16,
         fp16=on_cuda and dtype == torch.float16,
         use_cpu=device == "cpu",
         activation_checkpointing=checkpointing,
-        max_length=config.max_seq_length,
+        max_length=sft.max_seq_length,
         packing=False,  # we pack ourselves (packing.py): TRL's flat rows are slow with SDPA
         dataset_kwargs={"skip_prepare_dataset": True},  # examples arrive tokenized + masked
         report_to="none",  # our MetricsLogger writes metrics.jsonl / TensorBoard / W&B
@@ -113,7 +116,7 @@ def sft_args(config: SFTConfig, checkpoints_dir: Path, device: str, dtype) -> An
     )
 
 
-def _load_model(base: str, config: SFTConfig, device: str, dtype):
+def _load_model(base: str, config: TrainConfig, device: str, dtype):
     """Model on its training device; under FSDP / DeepSpeed the Trainer places and shards it."""
     from aimo3_recipe.models import load_model
 
@@ -129,13 +132,13 @@ def _load_model(base: str, config: SFTConfig, device: str, dtype):
         device = f"cuda:{local_rank}"  # DDP: one GPU per process
     # fp16 trains in mixed precision: fp32 master weights, fp16 autocast
     load_dtype = "float32" if _dtype_name(dtype) == "float16" else _dtype_name(dtype)
-    return load_model(base, device=device, dtype=load_dtype, quant_bits=config.quant_bits)
+    return load_model(base, device=device, dtype=load_dtype, quant_bits=config.sft.quant_bits)
 
 
-def _packing_layout(model, config: SFTConfig) -> str:
+def _packing_layout(model, config: TrainConfig) -> str:
     from aimo3_recipe.training.packing import choose_layout, examples_stay_separate
 
-    layout = choose_layout(model, config.packing)
+    layout = choose_layout(model, config.sft.packing)
     if layout == "padded" or _distributed_sharding() == "deepspeed":
         return layout  # ZeRO-3 shards parameters at load: no probe; the rule above holds
     if not examples_stay_separate(model, layout):
@@ -145,17 +148,18 @@ def _packing_layout(model, config: SFTConfig) -> str:
     return layout
 
 
-def pack_length(config: SFTConfig, lengths: Sequence[int]) -> int:
-    """Row length for packing: --pack-length, else the longest example; at most max length.
+def pack_length(sft, lengths: Sequence[int]) -> int:
+    """Row length for packing (`sft`: the SFTConfig section): --sft.pack-length, else the
+    longest example; at most the max length.
 
     Rows as long as the longest example keep SDPA's dense block-diagonal attention about as
-    cheap per token as a padded batch's, while removing the padding. A --pack-length below
+    cheap per token as a padded batch's, while removing the padding. A --sft.pack-length below
     the longest example truncates the longer ones."""
-    wanted = config.pack_length or max(lengths, default=config.max_seq_length)
-    return min(wanted, config.max_seq_length)
+    wanted = sft.pack_length or max(lengths, default=sft.max_seq_length)
+    return min(wanted, sft.max_seq_length)
 
 
-def build_trainer(config: SFTConfig, args, model, tokenizer, dataset,
+def build_trainer(config: TrainConfig, args, model, tokenizer, dataset,
                   callbacks: Sequence[Any] = ()):
     """SFTTrainer over a tokenized dataset (`input_ids`, `labels`), packed when the model's
     attention keeps packed examples apart. Returns (trainer, collator, layout)."""
@@ -165,7 +169,7 @@ def build_trainer(config: SFTConfig, args, model, tokenizer, dataset,
 
     layout = _packing_layout(model, config)
     if layout != "padded":
-        dataset = pack_dataset(dataset, pack_length(config, [len(x) for x in dataset["input_ids"]]))
+        dataset = pack_dataset(dataset, pack_length(config.sft, [len(x) for x in dataset["input_ids"]]))
     collator = SFTCollator(pad_token_id=tokenizer.pad_token_id, layout=layout)
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, data_collator=collator,
                          processing_class=tokenizer, peft_config=lora_config(config),
@@ -173,7 +177,7 @@ def build_trainer(config: SFTConfig, args, model, tokenizer, dataset,
     return trainer, collator, layout
 
 
-def run_sft(config: SFTConfig, mode: str, *, base_model: str | None = None,
+def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
             callbacks: Sequence[Any] = ()) -> Path:
     """Train one SFT stage; returns the final model folder (`<output_dir>/<stage>/model`).
 
@@ -185,20 +189,21 @@ def run_sft(config: SFTConfig, mode: str, *, base_model: str | None = None,
     from aimo3_recipe.utils.ml_log import MetricsLogger
 
     validate(config, mode)
-    config = sft_config(config)  # a TrainConfig's RL fields do not reach config.json
+    sft = config.sft
     base = base_model or config.base_model
     dirs = stage_dirs(config.output_dir, config.stage)
     device = select_device(config.device)
     dtype = select_dtype(config.dtype, device)
-    dataset_name = config.dataset or default_dataset(base, mode)
+    dataset_name = sft.dataset or default_dataset(base, mode)
     resume_from = last_checkpoint(dirs["checkpoints"]) if config.resume else None
-    resolved = dataclasses.replace(config, base_model=str(base), dataset=dataset_name)
+    resolved = sft_view(dataclasses.replace(config, base_model=str(base),
+                                            sft=dataclasses.replace(sft, dataset=dataset_name)))
 
     # TrainingArguments before the model: DeepSpeed ZeRO-3 then loads it already sharded
     args = sft_args(config, dirs["checkpoints"], device, dtype)
     tokenizer = load_tokenizer(base)
-    records = load_records(dataset_name, config.max_samples, config.seed)
-    dataset, stats = tokenize_records(records, tokenizer, mode, config.max_seq_length)
+    records = load_records(dataset_name, sft.max_samples, sft.seed)
+    dataset, stats = tokenize_records(records, tokenizer, mode, sft.max_seq_length)
     model = _load_model(base, config, device, dtype)
     trainer, collator, layout = build_trainer(config, args, model, tokenizer, dataset, callbacks)
 

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from aimo3_recipe.training.config import SFTConfig
+from aimo3_recipe.training.config import TrainConfig
 from aimo3_recipe.training.sft import run_sft
 
 
-def main(config: SFTConfig) -> Path:
+def main(config: TrainConfig) -> Path:
     """Run the CoT stage; returns the trained model folder (`<output_dir>/cot/model`)."""
     return run_sft(config, mode="cot")

@@ -11,14 +11,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from aimo3_recipe.training.checkpoint import stage_dirs
-from aimo3_recipe.training.config import SFTConfig
+from aimo3_recipe.training.config import TrainConfig
 from aimo3_recipe.training.sft import run_sft
 from aimo3_recipe.utils.notice import notice
 
 
-def starting_model(config: SFTConfig) -> str:
+def starting_model(config: TrainConfig) -> str:
     """--base-model if given; else the CoT stage's model in --output-dir when it exists."""
-    default = SFTConfig.base_model
+    default = TrainConfig.base_model
     cot_model = stage_dirs(config.output_dir, "cot")["model"]
     if config.base_model != default:
         return config.base_model
@@ -29,6 +29,6 @@ def starting_model(config: SFTConfig) -> str:
     return default
 
 
-def main(config: SFTConfig) -> Path:
+def main(config: TrainConfig) -> Path:
     """Run the TIR stage; returns the trained model folder (`<output_dir>/tir/model`)."""
     return run_sft(config, mode="tir", base_model=starting_model(config))

@@ -2,14 +2,14 @@
 
     python aimo3_recipe/training/tinker_rl_math.py model_name=Qwen/Qwen3-8B \\
         log_dir=./outputs/tinker-rl max_samples=1000 batch_size=8 group_size=16 \\
-        save_samples=True verbose=True [wandb_project=...] [rl_steps=100] [rl_mode=cot]
+        save_samples=True verbose=True [wandb_project=...] [rl.num_steps=100] [rl.mode=cot]
 
 The same algorithm, rewards, metric names and samples.jsonl fields as local RL
-(training/rl_math.py); only the backend differs (rl/tinker_backend.py). Options are the
-fields of `TinkerTrainConfig` (`--help` lists them): `batch_size` problems per step,
-`rl_learning_rate`, `rl_steps`, `rl_mode`, `loss_fn`, `save_every`; `TINKER_API_KEY` comes
-from the environment or `.env`. Rerunning with the same `log_dir` resumes from the newest
-checkpoint with the same data order.
+(training/rl_math.py), from the same `rl` section (rl/config.py: `rl.batch_size` problems
+per step, `rl.learning_rate`, `rl.num_steps`, `rl.save_steps`, `rl.loss.*`); only the
+backend differs (rl/tinker_backend.py; docs/rl.md says what differs in the loss). `--help`
+lists every option by section; `TINKER_API_KEY` comes from the environment or `.env`.
+Rerunning with the same `log_dir` resumes from the newest checkpoint with the same data order.
 """
 
 from __future__ import annotations
@@ -17,24 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from aimo3_recipe.exceptions import ConfigError
-from aimo3_recipe.rl.config import GRPOConfig
 from aimo3_recipe.training.tinker_config import TinkerTrainConfig
-
-
-def grpo_config(cfg: TinkerTrainConfig) -> GRPOConfig:
-    """The algorithm's settings from the Tinker config (one field each)."""
-    if cfg.rl_batch_size != TinkerTrainConfig.rl_batch_size:
-        raise ConfigError(f"rl_batch_size={cfg.rl_batch_size}: on Tinker the RL batch is "
-                          "batch_size= (problems per step); drop rl_batch_size")
-    return GRPOConfig(
-        mode=cfg.rl_mode, learning_rate=cfg.rl_learning_rate, batch_size=cfg.batch_size,
-        mini_batch_size=cfg.mini_batch_size, ppo_epochs=cfg.ppo_epochs, num_steps=cfg.rl_steps,
-        group_size=cfg.group_size, temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
-        correct_reward=cfg.correct_reward, incorrect_reward=cfg.incorrect_reward,
-        format_reward=cfg.format_reward, eval_steps=cfg.eval_steps, eval_samples=cfg.eval_samples,
-        save_samples=cfg.save_samples, sample_save_rate=cfg.sample_save_rate,
-        samples_filename=cfg.samples_filename, save_steps=cfg.save_every, seed=cfg.seed,
-        logging_steps=1)
 
 
 class _VerboseLogger:
@@ -61,23 +44,24 @@ def main(cfg: TinkerTrainConfig) -> Path:
     from aimo3_recipe.models import load_tokenizer
     from aimo3_recipe.rl.loop import train
     from aimo3_recipe.rl.rewards import MathRewardFunction
+    from aimo3_recipe.rl.tinker_backend import check_loss
     from aimo3_recipe.training.rl_math import _load, held_out
     from aimo3_recipe.training.tinker_session import export_weights, make_logger, open_backend
 
-    grpo = grpo_config(cfg)
-    if cfg.loss_fn not in ("ppo", "importance_sampling"):
-        raise ConfigError(f"loss_fn must be ppo or importance_sampling; got {cfg.loss_fn!r}")
-    problems = _load(cfg.dataset, cfg.max_samples, cfg.seed)
+    grpo = cfg.rl
+    check_loss(grpo.loss)  # before anything is spent: what the service cannot compute
+    problems = _load(grpo.dataset, grpo.max_samples, grpo.seed)
     if not problems:
-        raise ConfigError("Tinker RL has no training problems with answers; check dataset=")
-    evals = held_out(problems, cfg.eval_samples, cfg.seed) if cfg.eval_samples else []
+        raise ConfigError("Tinker RL has no training problems with answers; check rl.dataset=")
+    evals = held_out(problems, grpo.eval_samples, grpo.seed) if grpo.eval_samples else []
     tokenizer = load_tokenizer(cfg.model_name)
     service, backend, start = open_backend(cfg, tokenizer, learning_rate=grpo.learning_rate,
-                                           kind="rl", logs=("metrics.jsonl", cfg.samples_filename))
-    reward_fn = MathRewardFunction(correct_reward=cfg.correct_reward,
-                                   incorrect_reward=cfg.incorrect_reward,
-                                   format_reward=cfg.format_reward)
-    logger = make_logger(cfg, start > 0, {"rl": grpo, "num_problems": len(problems),
+                                           max_grad_norm=grpo.max_grad_norm, kind="rl",
+                                           logs=("metrics.jsonl", grpo.samples_filename))
+    reward_fn = MathRewardFunction(correct_reward=grpo.correct_reward,
+                                   incorrect_reward=grpo.incorrect_reward,
+                                   format_reward=grpo.format_reward)
+    logger = make_logger(cfg, start > 0, {"num_problems": len(problems),
                                           "num_eval_problems": len(evals)})
     run = Path(cfg.log_dir)
     try:

@@ -38,8 +38,9 @@ from aimo3_recipe.utils.tinker_sdk import (
 )
 
 
-def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float, kind: str,
-                 logs: tuple[str, ...] = ("metrics.jsonl",)) -> tuple[Any, TinkerBackend, int]:
+def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float,
+                 max_grad_norm: float, kind: str, logs: tuple[str, ...] = ("metrics.jsonl",)
+                 ) -> tuple[Any, TinkerBackend, int]:
     """(service client, backend, the step to start from): a new LoRA training client, or the
     newest checkpoint's state with its optimizer (the logs are cut back to that step)."""
     key = load_api_key()
@@ -60,7 +61,7 @@ def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float, kin
             trim_jsonl(run / log, start)
         notice(f"Tinker {kind} resumes from {path} (step {start}; state {state})")
         backend = TinkerBackend(client, tokenizer, learning_rate=learning_rate,
-                                loss_fn=cfg.loss_fn, retrier=retrier, base_state=state,
+                                max_grad_norm=max_grad_norm, retrier=retrier, base_state=state,
                                 name_prefix=kind)
         return service, backend, start
     if cfg.init_state:
@@ -75,8 +76,8 @@ def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float, kin
                                                 seed=cfg.seed)))
         notice(f"Tinker {kind}: new LoRA (rank {cfg.lora_rank}) on {cfg.model_name}, tinker "
                f"SDK {sdk_version()}")
-    backend = TinkerBackend(client, tokenizer, learning_rate=learning_rate, loss_fn=cfg.loss_fn,
-                            retrier=retrier, name_prefix=kind)
+    backend = TinkerBackend(client, tokenizer, learning_rate=learning_rate,
+                            max_grad_norm=max_grad_norm, retrier=retrier, name_prefix=kind)
     return service, backend, 0
 
 
@@ -100,13 +101,22 @@ def stopped_message(err: BaseException, cfg: TinkerTrainConfig, kind: str) -> st
 
 
 def run_cli(main, kind: str, argv: list[str] | None = None) -> None:
-    """`python tinker_<kind>_math.py key=value ...`: chz parses the config; a failed run ends
-    with `stopped_message` on stderr and exit status 1, without a traceback."""
-    import chz
+    """`python tinker_<kind>_math.py key=value ...`: chz parses the config tree
+    (`rl.group_size=16`; `--help` lists it by section); a bad setting ends with a one-line
+    error and exit status 2, a failed run with `stopped_message` and exit status 1, without
+    a traceback."""
+    from aimo3_recipe.config import chz_config
+    from aimo3_recipe.training.tinker_config import SECTION_DEFAULTS
 
-    cfg = chz.entrypoint(TinkerTrainConfig, argv=argv)
+    usage = (f"python aimo3_recipe/training/tinker_{kind}_math.py key=value ... "
+             f"(the {kind} entry point reads the top level and `{kind}.*`)")
     try:
+        cfg = chz_config(TinkerTrainConfig, sys.argv[1:] if argv is None else argv,
+                         SECTION_DEFAULTS, usage)
         main(cfg)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
     except TinkerServiceError as err:
         print(stopped_message(err, cfg, kind), file=sys.stderr)
         raise SystemExit(1) from None

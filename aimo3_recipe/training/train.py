@@ -2,8 +2,11 @@
 
 Only assembles a TrainConfig (defaults <- --config YAML <- flags) and calls the stage's
 `main(config)`; `full` chains cot -> tir -> rl, each stage starting from the previous output.
-The SFT stages read only the SFTConfig part; an RL-only flag (`--eval-steps`, `--save-samples`,
-rewards...) given with `--stage cot|tir` is an error rather than silently ignored.
+Settings are paths in the config tree (training/config.py): `--sft.learning-rate`,
+`--rl.group-size`, `--rl.loss.tis-cap`; `--help` lists them by section. The SFT stages read
+`sft`, the RL stage `rl`; an RL-only flag (`--rl.*`, `--eval-steps`, `--save-samples`...) given
+with `--stage cot|tir` is an error rather than silently ignored, and so is an old flat flag
+(`--group-size`: it names `--rl.group-size`).
 """
 
 from __future__ import annotations
@@ -30,7 +33,12 @@ STAGE_MODULES = {
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m aimo3_recipe.training.train",
-        description="Train a maths model: SFT-CoT -> SFT-TIR -> RL (GRPO).",
+        usage="%(prog)s [--config X.yaml] [--stage cot|tir|rl|full] [--FIELD V] "
+              "[--SECTION.FIELD V ...]",
+        description="Train a maths model: SFT-CoT -> SFT-TIR -> RL (GRPO). Settings are "
+                    "grouped by section: sft.* (the SFT stages), rl.* (RL), rl.loss.*, "
+                    "pipeline.* (--stage full's comparison).",
+        allow_abbrev=False,  # --rl.loss.eps must not silently mean --rl.loss.epsilon-low
     )
     parser.add_argument("--config", default=None, help="YAML file of saved overrides")
     add_dataclass_args(parser, TrainConfig)
