@@ -224,11 +224,11 @@ class TinkerBackend:
         return result
 
     def _submit(self, op: str, args: Any) -> Any:
-        from tinker import types
-
         if op == "forward_backward":
             data, loss_fn, config = args
             return self.client.forward_backward(data, loss_fn, config)
+        from tinker import types
+
         return self.client.optim_step(types.AdamParams(learning_rate=args,
                                                        grad_clip_norm=self.max_grad_norm))
 
