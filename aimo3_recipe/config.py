@@ -446,7 +446,7 @@ def chz_config(cls: type[C], argv: list[str], layer: dict[str, Any] | None = Non
     try:  # chz's base of its argument errors (not exported; its location may change)
         from chz.blueprint._entrypoint import EntrypointException
     except ImportError:  # pragma: no cover - then every error building the config
-        EntrypointException = Exception  # noqa: N806
+        EntrypointException = Exception
 
     if any(a in ("--help", "-h", "help") for a in argv):
         print(format_help(cls, usage or f"{cls.__name__}: key=value arguments"))

@@ -77,11 +77,12 @@ def main() -> int:
           f"({before['seconds']:.0f}s)", flush=True)
     start = time.perf_counter()
     rc = train.cli(["--stage", "cot", "--base-model", "default", "--output-dir", str(out),
-                    "--max-samples", str(opts.train), "--num-epochs", str(opts.epochs),
-                    "--learning-rate", str(opts.lr), "--batch-size", str(opts.batch_size),
-                    "--gradient-accumulation-steps", "1", "--use-lora", str(opts.lora).lower(),
-                    "--max-seq-length", "512", "--logging-steps", "5", "--save-steps", "10000",
-                    "--warmup-ratio", "0.05", "--seed", str(seed)])
+                    "--max-samples", str(opts.train), "--sft.num-epochs", str(opts.epochs),
+                    "--sft.learning-rate", str(opts.lr), "--sft.batch-size", str(opts.batch_size),
+                    "--sft.gradient-accumulation-steps", "1", "--use-lora",
+                    str(opts.lora).lower(), "--sft.max-seq-length", "512",
+                    "--sft.logging-steps", "5", "--sft.save-steps", "10000",
+                    "--sft.warmup-ratio", "0.05", "--seed", str(seed)])
     if rc != 0:
         return rc
     train_s = time.perf_counter() - start

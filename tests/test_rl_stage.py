@@ -168,3 +168,34 @@ def test_bad_rows_are_skipped_and_counted(capsys):
     assert [(r.problem, r.answer) for r in recs] == [("1 + 1?", "2"), ("x?", "3")]
     err = capsys.readouterr().err
     assert "skipped 2 rows" in err and "missing problem" in err and "no usable answer" in err
+
+
+def test_demo_preset_rl_stage_resumes_from_its_own_checkpoint(tmp_path, tiny_model_dir):
+    """configs/train_cpu_demo.yaml's RL stage checkpoints every rl.save_steps (SFT's
+    save_steps used to leak into RL and exceeded the stage's length: a kill lost the stage).
+    Killed after its first checkpoint, it resumes there. The preset's schedule, a tiny model
+    and shorter rollouts."""
+    import dataclasses
+
+    from aimo3_recipe.config import load_config
+    from aimo3_recipe.training.config import TrainConfig
+    from aimo3_recipe.training.rl_math import rl_config
+
+    preset = load_config(TrainConfig, Path(__file__).parents[1] / "configs" /
+                         "train_cpu_demo.yaml")
+    every = preset.rl.save_steps
+    assert every < preset.rl.num_steps
+    rl = dataclasses.replace(preset.rl, num_steps=every + 1, batch_size=1, group_size=2,
+                             max_new_tokens=8, mode="cot", eval_samples=0, learning_rate=1e-2)
+    train_cfg = dataclasses.replace(preset, stage="rl", base_model=str(tiny_model_dir),
+                                    output_dir=str(tmp_path), device="cpu", use_vllm=False,
+                                    rl=rl)
+    cfg = rl_config(train_cfg)
+    assert cfg.rl.save_steps == every and cfg.model_name_or_path == str(tiny_model_dir)
+    data = generate_synthetic(8, seed=4)
+    with pytest.raises(KeyboardInterrupt):  # dies grading step every + 1
+        RLMathTrainer(cfg, ParityReward(fail_on_call=every * 2 + 1)).train(data)
+    run = Path(cfg.output_dir)
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [f"step-{every}"]
+    RLMathTrainer(cfg, ParityReward()).train(data)
+    assert [r["step"] for r in read_metrics(run)] == list(range(1, every + 2))

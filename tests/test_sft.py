@@ -11,8 +11,8 @@ import torch
 
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.data.renderers import IGNORE_INDEX
-from aimo3_recipe.training import train
 from aimo3_recipe.rl.config import GRPOConfig, LossConfig
+from aimo3_recipe.training import train
 from aimo3_recipe.training.config import TrainConfig
 from aimo3_recipe.training.metrics_callback import rename_logs
 from aimo3_recipe.training.sft import pack_length

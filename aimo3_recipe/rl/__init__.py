@@ -25,10 +25,10 @@ Departures from the GRPO paper (DeepSeekMath, Shao et al. 2024) and why:
 - Token-level aggregation (DAPO, Yu et al. 2025): the loss is the sum over every trained token
   of the batch divided by their count, not a mean of per-sequence means, so long and short
   completions weigh per token and a long wrong answer is not diluted.
-- No KL penalty (as DAPO and Dr. GRPO): with verifiable rewards the reference model mostly
-  slows learning, and it costs a second forward pass. `loss.policy_loss(beta=...)` has the
-  k3 estimator against reference log-probs (TRL's, tested against it), but the loop passes
-  no reference model yet, so the stage configs have no beta.
+- No KL penalty by default (as DAPO and Dr. GRPO): with verifiable rewards the reference
+  model mostly slows learning, and it costs a second forward pass. `rl.loss.beta` > 0 turns
+  on the k3 estimator (TRL's, tested against it) against the base model with the LoRA adapter
+  off (local backend, LoRA only; the Tinker service has no reference model and refuses it).
 - Clip-higher (DAPO): epsilon_low 0.2, epsilon_high 0.28, so rare tokens with positive
   advantage can grow more before clipping (keeps entropy from collapsing).
 - Truncated importance sampling (TIS, Yao et al. 2025), optional: when the sampler (vLLM,

@@ -45,8 +45,8 @@ from typing import Any
 
 import torch
 
-from aimo3_recipe.inference.tinker_engine import TinkerEngine
 from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.tinker_engine import TinkerEngine
 from aimo3_recipe.rl.batch import RLBatch
 from aimo3_recipe.rl.config import LossConfig
 from aimo3_recipe.rl.loss import loss_args, old_logprobs_for, policy_loss

@@ -33,9 +33,16 @@ SECTION_DEFAULTS: dict[str, Any] = {
 }
 
 
-def _section(prefix: str, cls: type):
-    values = {k.split(".", 1)[1]: v for k, v in SECTION_DEFAULTS.items() if k.startswith(prefix)}
-    return field(default_factory=lambda: cls(**values))
+def _defaults(prefix: str) -> dict[str, Any]:
+    return {k.split(".", 1)[1]: v for k, v in SECTION_DEFAULTS.items() if k.startswith(prefix)}
+
+
+def _tinker_sft() -> SFTConfig:
+    return SFTConfig(**_defaults("sft."))
+
+
+def _tinker_rl() -> GRPOConfig:
+    return GRPOConfig(**_defaults("rl."))
 
 
 @flat_kwargs(leaves=False)
@@ -53,8 +60,8 @@ class TinkerTrainConfig(LoraFields):
     retry_attempts: int = 8  # attempts per request on network errors, timeouts, 429 and 5xx
     request_timeout: float = 300.0  # seconds one request attempt may take
     retry_seconds: float = 900.0  # give up on a request (the run stops, resumable) after this
-    sft: SFTConfig = _section("sft.", SFTConfig)  # the SFT entry point (sft.*)
-    rl: GRPOConfig = _section("rl.", GRPOConfig)  # the RL entry point (rl.*, rl.loss.*)
+    sft: SFTConfig = field(default_factory=_tinker_sft)  # the SFT entry point (sft.*)
+    rl: GRPOConfig = field(default_factory=_tinker_rl)  # the RL entry point (rl.*, rl.loss.*)
 
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {
         "max_samples": ("sft.max_samples", "rl.max_samples"),
