@@ -46,6 +46,7 @@ class RolloutFields:
 class PolicyUpdateFields:
     mini_batch_size: int = 0  # rollouts per optimizer step (0: all of the step's: on-policy)
     ppo_epochs: int = 1  # passes over a step's rollouts
+    max_tokens_per_microbatch: int = 0  # cap on padded tokens per forward/backward (0: none)
 
 
 @dataclass

@@ -20,7 +20,7 @@ ARGS = ["--max-samples", "12", "--num-epochs", "1", "--max-seq-length", "256",
         "--group-size", "2", "--max-new-tokens", "12", "--rl-learning-rate", "1e-3",
         "--temperature", "1.0", "--eval-samples", "2", "--save-steps", "1",
         "--pipeline-eval-problems", "6", "--pipeline-sc", "2", "--pipeline-eval-tokens", "16",
-        "--device", "cpu", "--use-vllm", "false"]
+        "--device", "cpu", "--use-vllm", "false", "--dataset", "synthetic"]
 
 
 def _cmd(model: Path, out: Path) -> list[str]:

@@ -51,7 +51,7 @@ def _config(tiny_model_dir, out, use_lora: bool) -> TrainConfig:
     return TrainConfig(stage="cot", base_model=str(tiny_model_dir), output_dir=str(out),
                        max_samples=24, num_epochs=2, batch_size=4, gradient_accumulation_steps=1,
                        logging_steps=1, save_steps=2, learning_rate=1e-2, use_lora=use_lora,
-                       lora_rank=4, lora_alpha=8, max_seq_length=256)
+                       lora_rank=4, lora_alpha=8, max_seq_length=256, dataset="synthetic")
 
 
 @pytest.mark.parametrize("use_lora", [True, False], ids=["lora", "full"])

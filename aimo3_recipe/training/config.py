@@ -74,6 +74,8 @@ class SFTConfig(SFTFields, LoraFields, DataFields, LocalRunFields):
     """What the SFT stages (sft_cot.py, sft_tir.py via sft.py) read. Defaults are the recipe's
     (lr 2e-5, LoRA rank 64, max length 4096, 3 epochs)."""
 
+    cot_dataset: str | None = None  # CoT stage's data (None: numina_cot; 'default' model: synthetic)
+    tir_dataset: str | None = None  # TIR stage's data (None: numina_tir; 'default' model: synthetic)
     packing: bool = True  # pack examples into full sequences (kept separate in attention)
     pack_length: int = 0  # tokens per packed row (0: the longest example, at most max_seq_length)
     gradient_checkpointing: bool | None = None  # recompute activations (None: on with CUDA)
@@ -97,6 +99,9 @@ class TrainConfig(PipelineFields, RLFields, SFTConfig):
     max length 4096, 3 epochs; RL lr 1e-6, 16 rollouts per problem, temperature 0.7)."""
 
     use_vllm: bool | str = "auto"  # RL rollouts on vLLM: auto (where fast here) | true | false
+    rl_dataset: str | None = None  # RL problems with answers (None: math_train; 'default': synthetic)
+    logprob_chunk_tokens: int = 1024  # RL: positions per LM-head chunk (memory, same result)
+    entropy_sample_tokens: int = 256  # RL: positions per micro-batch for train/entropy (0: all)
 
     def __post_init__(self) -> None:
         from aimo3_recipe.utils.hardware import parse_use_vllm
