@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 @dataclass
 class DataFields:
-    dataset: str | None = None  # dataset name or local file; None = the stage's default
+    dataset: str | None = None  # dataset name or local file (None: the stage's own / the recipe's)
     max_samples: int | None = None  # cap on training examples / problems
     seed: int = 42  # seeds data order, init and sampling
 
@@ -66,6 +66,7 @@ class RolloutFields:
 class PolicyUpdateFields:
     mini_batch_size: int = 0  # rollouts per optimizer step (0: all of the step's: on-policy)
     ppo_epochs: int = 1  # passes over a step's rollouts
+    max_tokens_per_microbatch: int = 0  # cap on padded tokens per forward/backward (0: none)
 
 
 @dataclass

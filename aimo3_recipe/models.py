@@ -155,6 +155,15 @@ def select_device(requested: str | None = None) -> str:
     return req
 
 
+def rank_device(device: str) -> str:
+    """This process's device under torchrun / accelerate launch: plain 'cuda' becomes
+    cuda:LOCAL_RANK (one GPU per process) instead of cuda:0 on every rank."""
+    local_rank = os.environ.get("LOCAL_RANK")
+    if device == "cuda" and local_rank is not None:
+        return f"cuda:{int(local_rank)}"
+    return device
+
+
 def select_dtype(requested: str | None, device: str):
     """'auto'/None -> bfloat16 on CUDA with bf16 support, else float32 (MPS wants float32)."""
     import torch

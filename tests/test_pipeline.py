@@ -20,7 +20,8 @@ ARGS = ["--max-samples", "12", "--sft.num-epochs", "1", "--sft.max-seq-length", 
         "--rl.group-size", "2", "--rl.max-new-tokens", "12", "--rl.learning-rate", "1e-3",
         "--rl.temperature", "1.0", "--eval-samples", "2", "--sft.save-steps", "1",
         "--rl.save-steps", "1", "--pipeline.eval-problems", "6", "--pipeline.sc", "2",
-        "--pipeline.eval-tokens", "16", "--device", "cpu", "--use-vllm", "false"]
+        "--pipeline.eval-tokens", "16", "--device", "cpu", "--use-vllm", "false",
+        "--dataset", "synthetic"]
 
 
 def _cmd(model: Path, out: Path) -> list[str]:

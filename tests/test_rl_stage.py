@@ -67,7 +67,7 @@ def test_cli_rl_stage_writes_metrics_and_samples(tmp_path, tiny_model_dir):
            "--rl.num-steps", "2", "--rl.batch-size", "2", "--rl.group-size", "3",
            "--rl.max-new-tokens", "12", "--save-samples", "--sample-save-rate", "1.0",
            "--eval-steps", "1", "--eval-samples", "2", "--device", "cpu", "--use-vllm", "false",
-           "--rl.temperature", "1.0"]
+           "--rl.temperature", "1.0", "--rl.dataset", "synthetic"]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=False,
                          env={**os.environ, "AIMO3_PROGRESS": "0"})
     assert res.returncode == 0, res.stderr[-3000:]

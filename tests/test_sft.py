@@ -19,8 +19,9 @@ from aimo3_recipe.training.sft import pack_length
 from aimo3_recipe.training.sft_data import default_dataset, solution_for, tokenize_records
 from aimo3_recipe.utils.ml_log import read_metrics
 
-FAST = ["--sft.max-seq-length", "256", "--sft.batch-size", "4", "--sft.gradient-accumulation-steps", "1",
-        "--sft.logging-steps", "1", "--sft.save-steps", "100", "--lora-rank", "4", "--lora-alpha", "8"]
+FAST = ["--dataset", "synthetic", "--sft.max-seq-length", "256", "--sft.batch-size", "4",
+        "--sft.gradient-accumulation-steps", "1", "--sft.logging-steps", "1",
+        "--sft.save-steps", "100", "--lora-rank", "4", "--lora-alpha", "8"]
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -174,14 +175,38 @@ def test_records_without_a_stage_solution_are_skipped(tiny_tokenizer):
         tokenize_records(records[1:], tiny_tokenizer, "cot", max_length=1000)
 
 
-def test_default_dataset_is_synthetic_offline_and_numina_for_hub_models(tmp_path, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    assert default_dataset("default", "cot") == "synthetic"
-    assert default_dataset(str(tmp_path), "tir") == "synthetic"
-    assert default_dataset("Qwen/Qwen2.5-14B", "cot") == "AI-MO/NuminaMath-CoT"
-    assert default_dataset("Qwen/Qwen2.5-14B", "tir") == "AI-MO/NuminaMath-TIR"
+def test_each_stage_trains_on_the_recipes_dataset_never_inferred_from_the_model_path(
+        tmp_path, monkeypatch):
+    """Issue 22.1: `--stage full` hands stage 2 the CoT stage's folder; a folder (or an
+    offline hub) used to make the TIR and RL stages train on the generator's 1,000 school
+    problems. Only the embedded demo model defaults to the generator."""
+    from aimo3_recipe.data.datasets import DATASETS
+    from aimo3_recipe.training.sft_data import stage_dataset
+
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert default_dataset("Qwen/Qwen2.5-14B", "cot") == "synthetic"
+    folder = tmp_path / "cot" / "model"
+    folder.mkdir(parents=True)
+    assert default_dataset(str(folder), "tir") == "numina_tir"
+    assert default_dataset("./outputs/qwen14b/cot/model", "tir") == "numina_tir"
+    assert default_dataset("Qwen/Qwen2.5-14B", "cot") == "numina_cot"
+    assert default_dataset(str(folder), "rl") == "math_train"
+    assert default_dataset("default", "cot") == "synthetic"
+    # the 14B preset names hub datasets for every stage (resolved, not downloaded)
+    root = Path(__file__).resolve().parents[1] / "configs"
+    from aimo3_recipe.config import load_config
+
+    qwen = load_config(TrainConfig, root / "train_qwen_14b.yaml")
+    hub = {s: DATASETS[stage_dataset(qwen, s, str(folder))].hub_id for s in ("cot", "tir", "rl")}
+    assert hub == {"cot": "AI-MO/NuminaMath-CoT", "tir": "AI-MO/NuminaMath-TIR",
+                   "rl": "EleutherAI/hendrycks_math"}
+    assert DATASETS["math_train"].split == "train"  # never the MATH test split RL is judged on
+    demo = load_config(TrainConfig, root / "train_cpu_demo.yaml")
+    assert {stage_dataset(demo, s, str(folder)) for s in ("cot", "tir", "rl")} == {"synthetic"}
+    # --dataset names one dataset for every stage (an alias: sft.dataset and rl.dataset)
+    from aimo3_recipe.training.config import SFTConfig
+
+    one = TrainConfig(dataset="gsm8k", sft=SFTConfig(tir_dataset="numina_tir"))
+    assert stage_dataset(one, "tir") == "gsm8k" and stage_dataset(one, "rl") == "gsm8k"
 
 
 def test_rename_logs_namespaces_and_drops():

@@ -51,7 +51,8 @@ def _config(tiny_model_dir, out, use_lora: bool) -> TrainConfig:
     return TrainConfig(stage="cot", base_model=str(tiny_model_dir), output_dir=str(out),
                        sft=SFTConfig(max_samples=24, num_epochs=2, batch_size=4,
                                      gradient_accumulation_steps=1, logging_steps=1,
-                                     save_steps=2, learning_rate=1e-2, max_seq_length=256),
+                                     save_steps=2, learning_rate=1e-2, max_seq_length=256,
+                                     dataset="synthetic"),
                        use_lora=use_lora, lora_rank=4, lora_alpha=8)
 
 

@@ -8,6 +8,7 @@ padding; the sampler's log-probs sit at their tokens' positions (0 elsewhere).
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -70,3 +71,21 @@ def make_batch(rollouts: list[Rollout], advantages: list[float], pad_token_id: i
         sampler[b, p : p + n] = torch.tensor(r.sampler_logprobs, dtype=torch.float32)
     sampler *= loss_mask  # a sampler log-prob on a masked token is never used; keep it 0
     return RLBatch(ids, attn, loss_mask, sampler, torch.tensor(advantages, dtype=torch.float32))
+
+
+def token_budget_parts(idx: list[int], lengths: Mapping[int, int] | Sequence[int],
+                       max_tokens: int) -> list[list[int]]:
+    """Split rollouts `idx` (row lengths `lengths[i]`, prompt + completion) into micro-batches
+    whose padded size, rows x longest row, is at most `max_tokens`; a row longer than the
+    budget goes alone. Rows are taken longest first, so each micro-batch holds rows of similar
+    length (less padding). The split never changes the gradient: the loss is a sum over
+    tokens divided by the step's token count, whatever the micro-batches."""
+    if max_tokens <= 0:
+        return [list(idx)] if idx else []
+    parts: list[list[int]] = []
+    for i in sorted(idx, key=lambda i: -lengths[i]):
+        if parts and (len(parts[-1]) + 1) * lengths[parts[-1][0]] <= max_tokens:
+            parts[-1].append(i)
+        else:
+            parts.append([i])
+    return parts

@@ -62,6 +62,10 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     num_steps: int = 100  # RL steps (each: sample, grade, update)
     max_grad_norm: float = 1.0  # gradient clipping
     scale_by_std: bool = False  # divide advantages by the group std (paper; invites format hacks)
+    # memory of the local backend (the same result; the Tinker service manages its own)
+    gradient_checkpointing: bool | None = None  # recompute activations (None: on with CUDA)
+    logprob_chunk_tokens: int = 1024  # positions per LM-head chunk (logits never all at once)
+    entropy_sample_tokens: int = 256  # trained positions per micro-batch for train/entropy (0: all)
     # logging, evaluation, checkpoints (the RL stage's own: SFT's are sft.*)
     logging_steps: int = 1  # a summary line on stderr every N steps (metrics.jsonl: every step)
     save_steps: int = 10  # checkpoint every N steps (and at the end)

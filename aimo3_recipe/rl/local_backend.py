@@ -11,10 +11,19 @@ The loss is `rl.loss.policy_loss` with the `rl.loss` section's settings (`loss_a
 term's reference (`rl.loss.beta` > 0) is the base model with the LoRA adapter switched off,
 so it costs one forward pass and no second copy of the weights (full fine-tuning has no such
 reference: rl_math.py refuses beta there).
+
+Memory (issue 22): log-probs go through the LM head in chunks (rl/logprobs.py), the entropy
+metric is taken on a sample of positions, activations can be recomputed in backward
+(`gradient_checkpointing`), and the old-policy forward splits rows by the micro-batch token
+budget. Precision: an fp32 model with `autocast_dtype=torch.bfloat16` keeps fp32 master
+weights and computes in bf16 (rl_math does this for full fine-tuning: in pure bf16 an update
+of 1e-6 to a weight of 0.02 rounds away). torch.autocast rather than accelerate's
+`mixed_precision`, which is fixed per process at the first Accelerator.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 from typing import Any
@@ -24,15 +33,26 @@ import torch
 from aimo3_recipe.inference.engine import Engine
 from aimo3_recipe.rl.batch import RLBatch
 from aimo3_recipe.rl.config import LossConfig
-from aimo3_recipe.rl.loss import loss_args, old_logprobs_for, policy_loss, token_logprobs
+from aimo3_recipe.rl.logprobs import DEFAULT_CHUNK_TOKENS, entropy_sample_mask, token_logprobs
+from aimo3_recipe.rl.loss import loss_args, masked_mean, old_logprobs_for, policy_loss
 
 
 class LocalBackend:
     def __init__(self, model, tokenizer, *, learning_rate: float, max_grad_norm: float = 1.0,
-                 vllm_engine: Engine | None = None, accelerator=None) -> None:
+                 vllm_engine: Engine | None = None, accelerator=None,
+                 gradient_checkpointing: bool = False,
+                 logprob_chunk_tokens: int = DEFAULT_CHUNK_TOKENS,
+                 entropy_sample_tokens: int = 0, max_tokens_per_microbatch: int = 0,
+                 autocast_dtype: torch.dtype | None = None) -> None:
         from accelerate import Accelerator
 
         self.accelerator = accelerator or Accelerator(cpu=not torch.cuda.is_available())
+        self.chunk_tokens = logprob_chunk_tokens
+        self.entropy_sample_tokens = entropy_sample_tokens
+        self.max_tokens_per_microbatch = max_tokens_per_microbatch
+        self.autocast_dtype = autocast_dtype
+        if gradient_checkpointing:
+            enable_gradient_checkpointing(model)
         self.tokenizer = tokenizer
         self.rank = self.accelerator.process_index
         self.world_size = self.accelerator.num_processes
@@ -71,9 +91,14 @@ class LocalBackend:
     # -- training ------------------------------------------------------------------------
     def logprobs(self, batch: RLBatch) -> torch.Tensor:
         batch = batch.to(self.accelerator.device)
-        with torch.no_grad():  # the bare model: a DDP forward would be a collective call
+        rows = None  # rows per forward: the micro-batch token budget, as in training
+        if self.max_tokens_per_microbatch > 0:
+            rows = max(1, self.max_tokens_per_microbatch // batch.input_ids_B_L.shape[1])
+        # the bare model: a DDP forward would be a collective call
+        with torch.no_grad(), self._autocast():
             lp, _ = token_logprobs(self.policy, batch.input_ids_B_L, batch.attention_mask_B_L,
-                                   batch.loss_mask_B_L)
+                                   batch.loss_mask_B_L, rows_per_chunk=rows,
+                                   chunk_tokens=self.chunk_tokens)
         return lp
 
     def ref_logprobs(self, batch: RLBatch) -> torch.Tensor:
@@ -82,9 +107,9 @@ class LocalBackend:
         if not hasattr(policy, "disable_adapter"):
             raise ValueError("rl.loss.beta > 0 needs a LoRA policy (the reference is the base "
                              "model with the adapter off)")
-        with torch.no_grad(), policy.disable_adapter():
+        with torch.no_grad(), policy.disable_adapter(), self._autocast():
             lp, _ = token_logprobs(policy, batch.input_ids_B_L, batch.attention_mask_B_L,
-                                   batch.loss_mask_B_L)
+                                   batch.loss_mask_B_L, chunk_tokens=self.chunk_tokens)
         return lp
 
     def forward_backward(self, batch: RLBatch, *, old_logprobs: Any, num_tokens: float,
@@ -92,16 +117,27 @@ class LocalBackend:
         batch = batch.to(self.accelerator.device)
         ref = self.ref_logprobs(batch) if loss.beta else None
         self.model.train()
-        lp, entropy = token_logprobs(self.model, batch.input_ids_B_L, batch.attention_mask_B_L,
-                                     batch.loss_mask_B_L, compute_entropy=True)
+        ent_mask = entropy_sample_mask(batch.loss_mask_B_L, self.entropy_sample_tokens)
+        with self._autocast():
+            lp, entropy = token_logprobs(self.model, batch.input_ids_B_L,
+                                         batch.attention_mask_B_L, batch.loss_mask_B_L,
+                                         entropy_mask_B_L=ent_mask,
+                                         chunk_tokens=self.chunk_tokens)
         old = old_logprobs_for(loss, None if old_logprobs is None else old_logprobs.to(lp.device),
                                batch.sampler_logprobs_B_L)
         value, metrics = policy_loss(lp, old, batch.advantages_B, batch.loss_mask_B_L,
                                      sampler_logprobs_B_T=batch.sampler_logprobs_B_L,
-                                     ref_logprobs_B_T=ref, entropy_B_T=entropy,
-                                     num_tokens=num_tokens, **loss_args(loss))
+                                     ref_logprobs_B_T=ref, num_tokens=num_tokens,
+                                     **loss_args(loss))
+        if entropy is not None:  # over the sampled positions only
+            metrics["train/entropy"] = masked_mean(entropy, ent_mask.float()).item()
         self.accelerator.backward(value)
         return metrics
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.accelerator.device.type, dtype=self.autocast_dtype)
 
     def optim_step(self) -> dict[str, float]:
         norm = self.accelerator.clip_grad_norm_(self.model.parameters(), self.max_grad_norm)
@@ -143,6 +179,19 @@ class LocalBackend:
         self.optimizer.load_state_dict(state["optimizer"])
         if self._vllm is not None:
             self.sync_sampler()
+
+
+def enable_gradient_checkpointing(model) -> None:
+    """Recompute each decoder layer's activations in backward (transformers' own switch;
+    non-reentrant, so a LoRA model's frozen embeddings need no input gradients)."""
+    kwargs = {"use_reentrant": False}
+    enable = getattr(model, "activation_checkpointing_enable", None)  # transformers >= 5.2x
+    if enable is not None:
+        enable(activation_checkpointing_kwargs=kwargs)
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+    if hasattr(model, "config"):
+        model.config.use_cache = False
 
 
 def trainable_state(model) -> dict[str, torch.Tensor]:

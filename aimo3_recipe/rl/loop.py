@@ -24,7 +24,7 @@ from typing import Any
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.rl.advantages import assign_advantages
 from aimo3_recipe.rl.backend import Backend
-from aimo3_recipe.rl.batch import flatten_groups, make_batch
+from aimo3_recipe.rl.batch import flatten_groups, make_batch, token_budget_parts
 from aimo3_recipe.rl.checkpoints import save_checkpoint
 from aimo3_recipe.rl.config import GRPOConfig
 from aimo3_recipe.rl.rewards import MathRewardFunction, score_group
@@ -111,7 +111,7 @@ def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup],
         return {"train/skipped_step": 1.0}
     pad = backend.tokenizer.pad_token_id
     size = cfg.mini_batch_size or max(1, len(rollouts))
-    plan = [_split(list(range(s, min(s + size, len(rollouts)))), cfg.gradient_accumulation_steps)
+    plan = [micro_batches(list(range(s, min(s + size, len(rollouts)))), rollouts, cfg)
             for s in range(0, len(rollouts), size)]
     if backend.world_size > 1:
         steps = int(backend.reduce(len(plan), "max"))
@@ -153,6 +153,14 @@ def update(cfg: GRPOConfig, backend: Backend, groups: list[RolloutGroup],
 def _split(idx: list[int], parts: int) -> list[list[int]]:
     k = max(1, -(-len(idx) // parts))
     return [idx[i:i + k] for i in range(0, len(idx), k)]
+
+
+def micro_batches(idx: list[int], rollouts: list[Rollout], cfg: GRPOConfig) -> list[list[int]]:
+    """One mini-batch's micro-batches: `gradient_accumulation_steps` parts, each cut further
+    to `max_tokens_per_microbatch` padded tokens (0: no budget)."""
+    lengths = {i: len(rollouts[i].prompt_ids) + len(rollouts[i].tokens) for i in idx}
+    return [sub for part in _split(idx, cfg.gradient_accumulation_steps)
+            for sub in token_budget_parts(part, lengths, cfg.max_tokens_per_microbatch)]
 
 
 def _row_logprobs(backend: Backend, rollouts: list[Rollout], advantages: list[float], pad: int):

@@ -19,10 +19,8 @@ over ranks) pass the global count divided by the world size, as TRL does.
 
 The settings come from `rl.loss` (rl/config.py: `LossConfig`), the one place their defaults
 are written; `loss_args` turns that section into this function's keywords, for both backends.
-
-Limits: `token_logprobs` materialises the logits of the completion positions for one chunk
-of rows at a time (`rows_per_chunk`); for very long sequences with a large vocabulary, lower
-it or use a fused LM head (TRL's `add_fused_lm_head`), which never builds the logits.
+The per-token log-probs it takes come from `rl/logprobs.py` (`token_logprobs`, re-exported
+here): chunked through the LM head so no batch x length x vocab tensor exists.
 """
 
 from __future__ import annotations
@@ -33,6 +31,10 @@ from typing import Any
 import torch
 
 from aimo3_recipe.rl.config import LossConfig
+from aimo3_recipe.rl.logprobs import token_logprobs
+
+__all__ = ["clipped_surrogate", "k3_kl", "loss_args", "masked_mean", "old_logprobs_for",
+           "policy_loss", "tis_weights", "token_logprobs"]
 
 
 def clipped_surrogate(
@@ -203,69 +205,3 @@ def _loss_metrics(
     if entropy is not None:
         out["train/entropy"] = masked_mean(entropy.detach(), mask).item()
     return out
-
-
-# ---------------------------------------------------------------- log-probs from a model
-
-
-def selective_log_softmax(logits_N_V: torch.Tensor, index_N: torch.Tensor) -> torch.Tensor:
-    """log_softmax(logits)[index] without building the (N, V) log-softmax: gather the chosen
-    logit and subtract the logsumexp, in float32 (bf16 logsumexp loses the small gaps)."""
-    logits = logits_N_V.float()
-    return logits.gather(-1, index_N.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-
-
-def entropy_from_logits(logits_N_V: torch.Tensor) -> torch.Tensor:
-    """Shannon entropy (nats) of each row's softmax, in float32."""
-    logp = torch.log_softmax(logits_N_V.float(), dim=-1)
-    return -(logp.exp() * logp).sum(-1)
-
-
-def token_logprobs(
-    model: torch.nn.Module,
-    input_ids_B_L: torch.Tensor,
-    attention_mask_B_L: torch.Tensor,
-    loss_mask_B_L: torch.Tensor,
-    *,
-    temperature: float = 1.0,
-    compute_entropy: bool = False,
-    rows_per_chunk: int | None = None,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Per-token log-probs (and entropies) of a right-padded batch of full sequences.
-
-    Returns logprobs_B_L aligned with input_ids: [b, t] = log p(input_ids[b, t] | ids[b, :t])
-    at the sampling `temperature` (logits / temperature, as TRL does), 0 where loss_mask is 0.
-    Only positions from the first trained token on go through the LM head (`logits_to_keep`),
-    and rows go `rows_per_chunk` at a time (default: all). The temperature must be the one the
-    sampler's log-probs were taken at, or the ratio and the gap compare different policies."""
-    if temperature <= 0:
-        raise ValueError(f"token_logprobs: temperature must be > 0; got {temperature}")
-    B, L = input_ids_B_L.shape
-    cols = torch.nonzero(loss_mask_B_L.any(dim=0)).flatten()
-    logprobs = torch.zeros(B, L, dtype=torch.float32, device=input_ids_B_L.device)
-    entropy = torch.zeros_like(logprobs) if compute_entropy else None
-    if cols.numel() == 0:
-        return logprobs, entropy
-    first = int(cols[0])
-    if first == 0:
-        raise ValueError("token_logprobs: loss_mask[:, 0] must be 0 (the first token has no "
-                         "prefix)")
-    keep = L - first + 1  # logits at positions first-1 .. L-1 predict tokens first .. L
-    lp_chunks, ent_chunks = [], []
-    step = rows_per_chunk or B
-    for start in range(0, B, step):
-        ids = input_ids_B_L[start : start + step]
-        out = model(input_ids=ids, attention_mask=attention_mask_B_L[start : start + step],
-                    logits_to_keep=keep, use_cache=False)
-        logits = out.logits[:, :-1] / temperature  # (b, L - first, V)
-        targets = ids[:, first:]
-        lp_chunks.append(torch.stack([selective_log_softmax(lg, tg)
-                                      for lg, tg in zip(logits, targets)]))
-        if compute_entropy:
-            with torch.no_grad():  # logged, never trained: no graph through the full softmax
-                ent_chunks.append(torch.stack([entropy_from_logits(lg) for lg in logits]))
-    mask = loss_mask_B_L[:, first:].to(torch.float32)
-    logprobs = torch.cat([logprobs[:, :first], torch.cat(lp_chunks) * mask], dim=1)
-    if entropy is not None:
-        entropy = torch.cat([entropy[:, :first], torch.cat(ent_chunks) * mask], dim=1)
-    return logprobs, entropy

@@ -33,6 +33,8 @@ class SFTConfig(SFTFields, DataFields):
     """The SFT stages (sft_cot.py, sft_tir.py via sft.py). Defaults are the recipe's (lr 2e-5,
     max length 4096, 3 epochs)."""
 
+    cot_dataset: str | None = None  # CoT stage's data (None: numina_cot; 'default' model: synthetic)
+    tir_dataset: str | None = None  # TIR stage's data (None: numina_tir; 'default' model: synthetic)
     batch_size: int = 4  # per-device batch size
     gradient_accumulation_steps: int = 4  # optimizer step every N micro-batches
     max_steps: int = -1  # stop after N optimizer steps (-1: run all epochs)
@@ -72,6 +74,7 @@ class TrainConfig(LocalModelFields):
     # the seed's flat flags, kept as aliases onto the tree
     ALIASES: ClassVar[dict[str, tuple[str, ...]]] = {
         "max_samples": ("sft.max_samples", "rl.max_samples"),
+        "dataset": ("sft.dataset", "rl.dataset"),  # every stage's data
         "seed": ("sft.seed", "rl.seed"),
         "save_samples": ("rl.save_samples",),
         "sample_save_rate": ("rl.sample_save_rate",),
@@ -86,7 +89,7 @@ class TrainConfig(LocalModelFields):
         "epsilon_low": "rl.loss.epsilon_low", "epsilon_high": "rl.loss.epsilon_high",
         "pipeline_eval_problems": "pipeline.eval_problems", "pipeline_sc": "pipeline.sc",
         "pipeline_eval_tokens": "pipeline.eval_tokens",
-        "max_steps": ("sft.max_steps", "rl.num_steps"),
+        "max_steps": ("sft.max_steps", "rl.num_steps"), "rl_dataset": "rl.dataset",
     }
 
 

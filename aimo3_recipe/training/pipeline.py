@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aimo3_recipe.config import replace_path
 from aimo3_recipe.utils.notice import notice
 
 STAGE_ORDER = ("cot", "tir", "rl")
@@ -52,6 +53,14 @@ def _finished(entry: dict[str, Any] | None) -> bool:
 def run_full(config, run_stage) -> Path:
     """Run the stages not finished yet, then the evaluation; returns the final model folder.
     `run_stage(stage, config) -> Path` runs one stage (train.py's)."""
+    from aimo3_recipe.training.sft_data import STAGE_DATASET_FIELDS, dataset_label, stage_dataset
+
+    # every stage's data from the config and the user's base model, once: later stages start
+    # from a folder, which must not change what they train on
+    for s in STAGE_ORDER:
+        config = replace_path(config, STAGE_DATASET_FIELDS[s], stage_dataset(config, s))
+    for s in STAGE_ORDER:
+        notice(f"[full] {s} dataset: {dataset_label(stage_dataset(config, s))}")
     out = Path(config.output_dir)
     record = load_record(out)
     record["base_model"] = config.base_model

@@ -68,10 +68,39 @@ def _as_records(dataset: Any) -> list[MathRecord]:
     return out
 
 
-def _load(name: str | None, max_samples: int | None, seed: int) -> list[MathRecord]:
-    from aimo3_recipe.training.sft_data import SYNTHETIC, load_records
+def _load(name: str, max_samples: int | None, seed: int) -> list[MathRecord]:
+    from aimo3_recipe.training.sft_data import load_records
 
-    return _as_records(load_records(name or SYNTHETIC, max_samples, seed))
+    return _as_records(load_records(name, max_samples, seed))
+
+
+def training_precision(dtype, use_lora: bool):
+    """(dtype to load the weights in, dtype to autocast the forward to or None).
+
+    Full fine-tuning in a 16-bit dtype keeps fp32 master weights and autocasts the compute:
+    in pure bf16, 0.02 + 2e-5 == 0.02, so the recipe's updates (1e-6 RL) would round away.
+    LoRA keeps the frozen base in 16 bits (peft holds the adapter in fp32)."""
+    import torch
+
+    if use_lora or dtype not in (torch.bfloat16, torch.float16):
+        return dtype, None
+    return torch.float32, dtype
+
+
+def rank_setup(device_map: str):
+    """The Accelerator, made before any model or engine: under torchrun it initialises the
+    default process group from the launcher's environment (an engine built first would make a
+    one-process group of its own, and every rank would train alone as rank 0 of 1); and
+    this rank's device (cuda:LOCAL_RANK, not cuda:0 on every rank)."""
+    from accelerate import Accelerator
+
+    from aimo3_recipe.models import rank_device, select_device
+
+    device = rank_device(select_device(device_map))
+    accelerator = Accelerator(cpu=device == "cpu")
+    if device.startswith("cuda") and accelerator.device.type == "cuda":
+        device = str(accelerator.device)
+    return accelerator, device
 
 
 def held_out(train: Sequence[MathRecord], n: int, seed: int) -> list[MathRecord]:
@@ -100,13 +129,23 @@ class RLMathTrainer:
         from aimo3_recipe.rl.loop import train
         from aimo3_recipe.utils.ml_log import MetricsLogger
 
+        from aimo3_recipe.models import select_dtype
+        from aimo3_recipe.training.sft_data import dataset_label, default_dataset
+
         cfg = self.config
         rl = cfg.rl
         run = Path(cfg.output_dir)
-        problems = (_as_records(dataset) if dataset is not None
-                    else _load(rl.dataset, rl.max_samples, rl.seed))
+        accelerator, device = rank_setup(cfg.device)
+        name = "the given records"
+        if dataset is not None:
+            problems = _as_records(dataset)
+        else:
+            name = rl.dataset or default_dataset(cfg.model_name_or_path, "rl")
+            problems = _load(name, rl.max_samples, rl.seed)
         if not problems:
-            raise ConfigError("RL has no training problems with answers; check --rl.dataset")
+            raise ConfigError(f"RL has no training problems with answers in {name}; check "
+                              "--rl.dataset")
+        notice(f"[rl] dataset {dataset_label(name)}: {len(problems)} problems")
         if eval_dataset is not None:
             evals = _as_records(eval_dataset)
         elif cfg.eval_dataset:
@@ -121,8 +160,10 @@ class RLMathTrainer:
         tokenizer = load_tokenizer(cfg.model_name_or_path)
         lora = LoraSettings(r=cfg.lora_rank, alpha=cfg.lora_alpha, dropout=0.0) \
             if cfg.use_lora else None  # no dropout: trainer and sampler must be one policy
-        model = load_model(cfg.model_name_or_path, device=cfg.device, dtype=cfg.dtype, lora=lora)
-        vllm = _rollout_engine(cfg, model)  # None: the transformers engine on the live model
+        load_dtype, autocast = training_precision(select_dtype(cfg.dtype, device), cfg.use_lora)
+        model = load_model(cfg.model_name_or_path, device=device,
+                           dtype=str(load_dtype).removeprefix("torch."), lora=lora)
+        vllm = _rollout_engine(cfg, model, accelerator.num_processes)  # None: transformers
         if vllm is not None and "16" in vllm.dtype and not rl.loss.tis_cap:
             # a 16-bit sampler drifts from the fp32 trainer (log-prob gap 0.03-0.07):
             # weight each token by min(exp(trainer - sampler), 2) (truncated IS)
@@ -130,8 +171,16 @@ class RLMathTrainer:
                    "(rl.loss.tis_cap 2.0; set --rl.loss.tis-cap to choose)")
             cfg = replace_path(cfg, "rl.loss.tis_cap", 2.0)
             rl = cfg.rl
+        checkpointing = rl.gradient_checkpointing
+        if checkpointing is None:  # on CUDA memory is what limits the update; CPUs have RAM
+            checkpointing = device.startswith("cuda")
         backend = LocalBackend(model, tokenizer, learning_rate=rl.learning_rate,
-                               max_grad_norm=rl.max_grad_norm, vllm_engine=vllm)
+                               max_grad_norm=rl.max_grad_norm, vllm_engine=vllm,
+                               accelerator=accelerator, gradient_checkpointing=checkpointing,
+                               logprob_chunk_tokens=rl.logprob_chunk_tokens,
+                               entropy_sample_tokens=rl.entropy_sample_tokens,
+                               max_tokens_per_microbatch=rl.max_tokens_per_microbatch,
+                               autocast_dtype=autocast)
         self.backend = backend
         start = 0
         found = latest_checkpoint(run / "checkpoints") if cfg.resume else None
@@ -150,10 +199,10 @@ class RLMathTrainer:
         finally:
             logger.close()
             backend.close()
-        return save_policy(backend, tokenizer, run)
+        return save_policy(backend, tokenizer, run, dtype=autocast)
 
 
-def _rollout_engine(cfg: RLMathConfig, model):
+def _rollout_engine(cfg: RLMathConfig, model, world_size: int = 1):
     """A vLLM engine for rollouts when `use_vllm` picks it, else None (rollouts then run on
     the transformers engine sharing the live model: no second copy of the weights is loaded).
     "auto" falls back to transformers, with a notice, when vLLM is installed but broken."""
@@ -172,9 +221,14 @@ def _rollout_engine(cfg: RLMathConfig, model):
 
     # engine core in this process: new weights go in as tensors, not via a file
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    extra = {}
+    if world_size > 1:
+        # one engine per rank on its own device, inside the process group torchrun started
+        # (vLLM's torchrun mode, as TRL's colocate mode uses it); needs the engine in-process
+        extra["distributed_executor_backend"] = "external_launcher"
     try:
         engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.rl.seed,
-                            max_model_len=4096)
+                            max_model_len=4096, **extra)
     except MissingDependencyError as e:
         if cfg.use_vllm is True:
             raise
@@ -184,8 +238,9 @@ def _rollout_engine(cfg: RLMathConfig, model):
     return engine
 
 
-def save_policy(backend, tokenizer, run: Path) -> Path:
-    """adapter/ (LoRA) and model/ (merged plain folder) from the trained policy."""
+def save_policy(backend, tokenizer, run: Path, dtype=None) -> Path:
+    """adapter/ (LoRA) and model/ (merged plain folder) from the trained policy; `dtype`:
+    write model/ in it (fp32 master weights saved in the dtype the user trains in)."""
     from aimo3_recipe.rl.local_backend import merged_state_dict
 
     model = backend.policy
@@ -196,6 +251,10 @@ def save_policy(backend, tokenizer, run: Path) -> Path:
         tokenizer.save_pretrained(run / "adapter")
         base = model.get_base_model()
         base.save_pretrained(run / "model", state_dict=merged_state_dict(model))
+    elif dtype is not None:
+        state = {k: v.to(dtype) if v.is_floating_point() else v
+                 for k, v in model.state_dict().items()}
+        model.save_pretrained(run / "model", state_dict=state)
     else:
         model.save_pretrained(run / "model")
     tokenizer.save_pretrained(run / "model")
@@ -221,11 +280,14 @@ def rl_config(config) -> RLMathConfig:
     """The RL stage's config from train.py's TrainConfig: its run-wide fields (the same group,
     so the same names) and its `rl` section, as they are."""
     from aimo3_recipe.training.checkpoint import stage_dirs
+    from aimo3_recipe.training.sft_data import stage_dataset
 
     run_wide = {f.name: getattr(config, f.name) for f in dataclasses.fields(LocalModelFields)}
-    return RLMathConfig(**run_wide, model_name_or_path=starting_model(config),
-                        output_dir=str(stage_dirs(config.output_dir, "rl")["root"]),
-                        rl=config.rl)
+    model = starting_model(config)
+    # the recipe's RL data, never inferred from the (SFT output) folder RL starts from
+    rl = dataclasses.replace(config.rl, dataset=stage_dataset(config, "rl", model))
+    return RLMathConfig(**run_wide, model_name_or_path=model,
+                        output_dir=str(stage_dirs(config.output_dir, "rl")["root"]), rl=rl)
 
 
 def main(config) -> Path:

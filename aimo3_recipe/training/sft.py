@@ -103,7 +103,7 @@ def sft_args(config: TrainConfig, checkpoints_dir: Path, device: str, dtype) -> 
         save_steps=sft.save_steps,
         save_total_limit=sft.save_total_limit,
         seed=sft.seed,
-        bf16=on_cuda and dtype == torch.bfloat16,
+        bf16=dtype == torch.bfloat16,  # autocast (also on CPU); weights per _load_model
         fp16=on_cuda and dtype == torch.float16,
         use_cpu=device == "cpu",
         activation_checkpointing=checkpointing,
@@ -118,7 +118,7 @@ def sft_args(config: TrainConfig, checkpoints_dir: Path, device: str, dtype) -> 
 
 def _load_model(base: str, config: TrainConfig, device: str, dtype):
     """Model on its training device; under FSDP / DeepSpeed the Trainer places and shards it."""
-    from aimo3_recipe.models import load_model
+    from aimo3_recipe.models import load_model, rank_device
 
     sharding = _distributed_sharding()
     if sharding:
@@ -127,12 +127,14 @@ def _load_model(base: str, config: TrainConfig, device: str, dtype):
         from aimo3_recipe.models import resolve_model_path
 
         return AutoModelForCausalLM.from_pretrained(resolve_model_path(base), dtype=dtype)
-    local_rank = os.environ.get("LOCAL_RANK")
-    if device == "cuda" and local_rank is not None:
-        device = f"cuda:{local_rank}"  # DDP: one GPU per process
-    # fp16 trains in mixed precision: fp32 master weights, fp16 autocast
-    load_dtype = "float32" if _dtype_name(dtype) == "float16" else _dtype_name(dtype)
-    return load_model(base, device=device, dtype=load_dtype, quant_bits=config.sft.quant_bits)
+    # 16-bit full fine-tuning trains in mixed precision: fp32 master weights, 16-bit autocast
+    # (TrainingArguments bf16/fp16); in pure bf16 a 2e-5 update to a weight of 0.02 rounds away
+    full = not config.use_lora and not config.sft.quant_bits
+    load_dtype = _dtype_name(dtype)
+    if _dtype_name(dtype) == "float16" or (full and _dtype_name(dtype) == "bfloat16"):
+        load_dtype = "float32"
+    return load_model(base, device=rank_device(device), dtype=load_dtype,
+                      quant_bits=config.sft.quant_bits)
 
 
 def _packing_layout(model, config: TrainConfig) -> str:
@@ -185,7 +187,12 @@ def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
     """
     from aimo3_recipe.models import load_tokenizer, select_device, select_dtype
     from aimo3_recipe.training.metrics_callback import MetricsCallback
-    from aimo3_recipe.training.sft_data import default_dataset, load_records, tokenize_records
+    from aimo3_recipe.training.sft_data import (
+        dataset_label,
+        load_records,
+        stage_dataset,
+        tokenize_records,
+    )
     from aimo3_recipe.utils.ml_log import MetricsLogger
 
     validate(config, mode)
@@ -194,7 +201,7 @@ def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
     dirs = stage_dirs(config.output_dir, config.stage)
     device = select_device(config.device)
     dtype = select_dtype(config.dtype, device)
-    dataset_name = sft.dataset or default_dataset(base, mode)
+    dataset_name = stage_dataset(config, mode, base)
     resume_from = last_checkpoint(dirs["checkpoints"]) if config.resume else None
     resolved = sft_view(dataclasses.replace(config, base_model=str(base),
                                             sft=dataclasses.replace(sft, dataset=dataset_name)))
@@ -204,6 +211,8 @@ def run_sft(config: TrainConfig, mode: str, *, base_model: str | None = None,
     tokenizer = load_tokenizer(base)
     records = load_records(dataset_name, sft.max_samples, sft.seed)
     dataset, stats = tokenize_records(records, tokenizer, mode, sft.max_seq_length)
+    notice(f"[{config.stage}] dataset {dataset_label(dataset_name)}: {stats.examples} examples, "
+           f"{stats.tokens} tokens ({stats.records} records read)")
     model = _load_model(base, config, device, dtype)
     trainer, collator, layout = build_trainer(config, args, model, tokenizer, dataset, callbacks)
 

@@ -4,22 +4,28 @@ The renderer (`data/renderers.py`) decides the chat format and which tokens carr
 assistant's tokens; in TIR not the ```output contents the executor writes). Here we only pick
 each record's solution for the stage, tokenize, drop examples that teach nothing, and count.
 
-Default data when `--dataset` is not given: the recipe's hub datasets (NuminaMath-CoT / -TIR)
-for hub models, and the offline generator for the embedded default and local models (or when
-HF_HUB_OFFLINE=1), since our machines have no hub access.
+Which data each stage trains on is the recipe's choice, named per stage in the config
+(`sft.cot_dataset`, `sft.tir_dataset`, `rl.dataset`; `sft.dataset` overrides both SFT
+stages', and the `--dataset` alias sets sft.dataset and rl.dataset), never inferred
+from the model's path: `--stage full` hands each stage the previous stage's folder, and a
+folder must not turn the 14B recipe's data into the generator's school problems. When a
+stage's field is empty, the recipe's default is used (`STAGE_DATASETS`: NuminaMath-CoT,
+NuminaMath-TIR, MATH train's checkable answers), except for the embedded 135M demo model,
+which trains on the offline generator. The CPU preset names the generator explicitly.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.exceptions import DatasetError
 from aimo3_recipe.utils.notice import notice
 
-HUB_DATASETS = {"cot": "AI-MO/NuminaMath-CoT", "tir": "AI-MO/NuminaMath-TIR"}
+# the recipe's data per stage (names of data/datasets.py's registry; their hub ids there)
+STAGE_DATASETS = {"cot": "numina_cot", "tir": "numina_tir", "rl": "math_train"}
+# the config path naming each stage's data (training/config.py)
+STAGE_DATASET_FIELDS = {"cot": "sft.cot_dataset", "tir": "sft.tir_dataset", "rl": "rl.dataset"}
 SYNTHETIC = "synthetic"
 DEFAULT_SYNTHETIC_SAMPLES = 1000  # generated problems when --max-samples is not given
 
@@ -37,17 +43,37 @@ class DataStats:
     trainable_tokens: int = 0  # tokens that carry loss
 
 
-def default_dataset(base_model: str, mode: str) -> str:
-    """The dataset a stage trains on when none is named (see the module docstring)."""
-    from aimo3_recipe.models import EMBEDDED_DEFAULT_ALIASES
+def default_dataset(base_model: str, stage: str) -> str:
+    """The recipe's dataset for `stage` (cot | tir | rl) when the config names none: the
+    generator for the embedded demo model only; any other model, hub id or local folder,
+    gets `STAGE_DATASETS[stage]` (a folder says nothing about what the recipe trains on)."""
+    from aimo3_recipe.models import EMBEDDED_DEFAULT_ALIASES, EMBEDDED_DEFAULT_NAME
 
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+    if stage not in STAGE_DATASETS:
+        raise ValueError(f"stage must be one of {sorted(STAGE_DATASETS)}; got {stage!r}")
     name = str(base_model)
-    is_hub_id = (name.count("/") == 1 and not name.startswith((".", "/", "~"))
-                 and not Path(name).expanduser().exists())
-    if offline or name.lower() in EMBEDDED_DEFAULT_ALIASES or not is_hub_id:
+    if name.lower() in EMBEDDED_DEFAULT_ALIASES or name == EMBEDDED_DEFAULT_NAME:
         return SYNTHETIC
-    return HUB_DATASETS[mode]
+    return STAGE_DATASETS[stage]
+
+
+def stage_dataset(config, stage: str, base_model: str | None = None) -> str:
+    """The dataset `stage` trains on (`config`: a TrainConfig): `sft.dataset` (both SFT
+    stages), else the stage's own path (`sft.cot_dataset` ...), else `default_dataset` for
+    `base_model` (default: the config's)."""
+    from aimo3_recipe.config import get_path
+
+    override = config.sft.dataset if stage in ("cot", "tir") else None
+    named = override or get_path(config, STAGE_DATASET_FIELDS[stage])
+    return named or default_dataset(base_model or config.base_model, stage)
+
+
+def dataset_label(name: str) -> str:
+    """`name` with its hub id when it is a registry name (for the line each stage prints)."""
+    from aimo3_recipe.data.datasets import DATASETS
+
+    spec = DATASETS.get(name)
+    return f"{name} ({spec.hub_id})" if spec is not None and spec.hub_id else name
 
 
 def load_records(dataset: str, max_samples: int | None, seed: int) -> list[MathRecord]:
