@@ -3,7 +3,8 @@ tests/test_config_tree.py's).
 
 "Read" is checked on the source with `ast` (nothing is imported): a field `x` of a config
 class counts as read when, outside that class's own body, some module of the package has an
-attribute access `.x` or the string "x" (getattr, keep-lists, rename maps). Validation in the
+attribute access `.x` or the string "x" (getattr, keep-lists, rename maps) or a config path
+ending in it ("sft.x", read with config.get_path). Validation in the
 class's own `__post_init__` does not count. Limits: names are matched, not types, so a field
 named like some other object's attribute passes (a missed finding, never a false one).
 """
@@ -60,6 +61,7 @@ def unread_fields(root: Path) -> dict[str, list[str]]:
                     names.add(n.attr)
                 elif isinstance(n, ast.Constant) and isinstance(n.value, str):
                     names.add(n.value)
+                    names.update(n.value.split("."))  # a path of the tree: "sft.cot_dataset"
         unread = [f for f in _fields(cls) if f not in names]
         if unread:
             out[f"{path.relative_to(root)}:{cls.name}"] = unread

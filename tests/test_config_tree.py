@@ -188,7 +188,7 @@ def test_sft_settings_do_not_leak_into_rl():
     assert rl.save_steps < rl.num_steps and rl.num_steps % rl.save_steps == 0
     assert (rl.save_steps, rl.logging_steps, rl.gradient_accumulation_steps) != \
         (cfg.sft.save_steps, cfg.sft.logging_steps, cfg.sft.gradient_accumulation_steps)
-    assert rl is cfg.rl  # the RL stage reads the section as it is: nothing copied or renamed
+    assert rl == cfg.rl  # the RL stage reads the section as it is: nothing copied or renamed
 
 
 def test_help_is_grouped_by_section_with_the_field_comments():
@@ -221,6 +221,7 @@ HOMONYMS = {
     "logging_steps": "each stage logs on its own schedule",
     "output_dir": "TrainConfig: the run's root; RLMathConfig: the RL stage's own folder",
     "stage": "TrainConfig: cot|tir|rl|full; Tinker: cot|tir of its SFT entry point",
+    "gradient_checkpointing": "sft's (TRL) and rl's (the local RL backend)",
 }
 
 
