@@ -38,6 +38,11 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     epsilon_high: float = 0.28  # clip ratio above 1 + epsilon_high (clip-higher, DAPO)
     tis_cap: float = 0.0  # truncated importance weight cap (0: off; e.g. 2.0 for bf16 vLLM)
     scale_by_std: bool = False  # divide advantages by the group std (paper; invites format hacks)
+    # rollout scheduling (rl/overlap.py, rl/dynamic_sampling.py)
+    max_steps_off_policy: int = 0  # k > 0: sample step n+1 while step n trains (weights k old)
+    dynamic_sampling: bool = False  # DAPO: draw more problems until batch_size groups vary
+    max_sampling_rounds: int = 3  # dynamic sampling: draws per step at most (the first included)
+    drop_solved_problems: bool = False  # dynamic sampling: skip problems whose group never varied
     # logging, evaluation, checkpoints
     logging_steps: int = 1  # a summary line on stderr every N steps (metrics.jsonl: every step)
     save_steps: int = 10  # checkpoint every N steps (and at the end)
@@ -52,5 +57,14 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
         if self.group_size < 2:
             raise ConfigError(f"group_size must be >= 2 (advantages compare rollouts of one "
                               f"problem); got {self.group_size}")
+        if self.max_steps_off_policy < 0:
+            raise ConfigError(f"max_steps_off_policy must be >= 0 (0: on-policy); got "
+                              f"{self.max_steps_off_policy}")
+        if self.max_sampling_rounds < 1:
+            raise ConfigError(f"max_sampling_rounds must be >= 1 (1: no refill); got "
+                              f"{self.max_sampling_rounds}")
+        if self.drop_solved_problems and not self.dynamic_sampling:
+            raise ConfigError("drop_solved_problems needs dynamic_sampling=True (dropped "
+                              "problems are replaced by fresh draws)")
         if not 0.0 <= self.sample_save_rate <= 1.0:
             raise ConfigError(f"sample_save_rate must be in [0, 1]; got {self.sample_save_rate}")

@@ -168,8 +168,11 @@ def _rollout_engine(cfg: RLMathConfig, model):
         return None
     from aimo3_recipe.inference.vllm_engine import VLLMEngine
 
-    # engine core in this process: new weights go in as tensors, not via a file
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if cfg.max_steps_off_policy == 0:
+        # engine core in this process: new weights go in as tensors, not via a file
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # off-policy: vLLM's engine core keeps its own process, decoding while this one trains
+    # (new weights then travel as a safetensors folder, on the rollout thread)
     try:
         engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.seed,
                             max_model_len=4096)
