@@ -48,9 +48,7 @@ class InlineRollouts:
         self.backend, self.produce = backend, produce
 
     def get(self, step: int) -> StepRollouts:
-        out = self.produce(step, self.backend.sampler())
-        out.weight_version = step
-        return out
+        return _stamped(self.produce(step, self.backend.sampler()), step)
 
     def publish(self, version: int, changed: bool) -> dict[str, float]:
         """The weights after step `version`: the sampler uses them from now on."""
@@ -112,9 +110,8 @@ class OverlappedRollouts:
                         return
                 with self._engine_lock:
                     out = self.produce(step, self._engine_at(version))
-                out.weight_version = version
                 with self._cond:
-                    self._results[step] = out
+                    self._results[step] = _stamped(out, version)
                     self._cond.notify_all()
         except BaseException as e:  # noqa: BLE001 -- handed to the training thread by get()
             with self._cond:
@@ -158,6 +155,13 @@ class OverlappedRollouts:
             self._cond.notify_all()
         if self._thread is not None and self._error is None:
             self._thread.join(timeout=600)
+
+
+def _stamped(out: StepRollouts, version: int) -> StepRollouts:
+    out.weight_version = version
+    for group in out.groups:
+        group.weight_version = version
+    return out
 
 
 def make_rollouts(cfg, backend, produce: Produce, start_step: int):

@@ -47,6 +47,10 @@ class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, Sa
     rl_batch_size: int = GRPOConfig.batch_size  # RL: problems per step (x group_size rollouts)
     rl_steps: int = GRPOConfig.num_steps  # RL steps (--max-steps overrides)
     tis_cap: float = GRPOConfig.tis_cap  # RL: importance weight cap (0: off; 2 with bf16 vLLM)
+    max_steps_off_policy: int = GRPOConfig.max_steps_off_policy  # RL: sample k steps ahead
+    dynamic_sampling: bool = GRPOConfig.dynamic_sampling  # RL: refill until groups vary (DAPO)
+    max_sampling_rounds: int = GRPOConfig.max_sampling_rounds  # RL: draws per step at most
+    drop_solved_problems: bool = GRPOConfig.drop_solved_problems  # RL: skip never-varying ones
 
 
 # -- local stages ----------------------------------------------------------------------------

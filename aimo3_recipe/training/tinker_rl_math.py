@@ -34,7 +34,9 @@ def grpo_config(cfg: TinkerTrainConfig) -> GRPOConfig:
         format_reward=cfg.format_reward, eval_steps=cfg.eval_steps, eval_samples=cfg.eval_samples,
         save_samples=cfg.save_samples, sample_save_rate=cfg.sample_save_rate,
         samples_filename=cfg.samples_filename, save_steps=cfg.save_every, seed=cfg.seed,
-        logging_steps=1)
+        logging_steps=1, tis_cap=cfg.tis_cap, max_steps_off_policy=cfg.max_steps_off_policy,
+        dynamic_sampling=cfg.dynamic_sampling, max_sampling_rounds=cfg.max_sampling_rounds,
+        drop_solved_problems=cfg.drop_solved_problems)
 
 
 class _VerboseLogger:
