@@ -6,6 +6,11 @@ Rollouts come from our engines: the transformers engine sharing the live model (
 sync), or vLLM, into which the new weights are pushed after every optimizer step (LoRA merged
 in for the push, then unmerged) and whose prefix cache is reset. vLLM in bf16 drifts from an
 fp32 trainer (per-token log-prob gap ~0.03-0.07): turn on `tis_cap` there.
+
+Off-policy rollouts (rl/overlap.py) need a sampler apart from the live model:
+`sampler_weights` copies the weights on the training thread, `detached_sampler` loads a copy
+into vLLM or into the transformers engine's own copy of the model (made once: twice the
+model's memory) on the rollout thread.
 """
 
 from __future__ import annotations

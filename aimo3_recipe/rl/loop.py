@@ -3,8 +3,11 @@
 Each step: take `batch_size` problems in a seeded order (the same order after a resume),
 sample `group_size` rollouts of each from the current policy (TIR or CoT, token-exact),
 grade the model-written text, centre rewards per group and drop groups without correctness
-variance, then `ppo_epochs` passes of mini-batches through the backend's forward/backward and
-optimizer step, sync the sampler, log, evaluate and checkpoint. The departures from the GRPO
+variance (`sample_step`; with `dynamic_sampling`, refilled until `batch_size` groups vary),
+then `ppo_epochs` passes of mini-batches through the backend's forward/backward and
+optimizer step, sync the sampler, log, evaluate and checkpoint. With `max_steps_off_policy`
+= k > 0 the sampling of step n+1 runs on a thread while step n trains, from the weights of
+step n+1-k (overlap.py); k = 0 samples in line, on-policy. The departures from the GRPO
 paper are listed in `rl/__init__.py`. Trainer log-probs are taken at temperature 1, the raw
 distribution engines return as sampler log-probs, so ratios and the sampler gap compare like
 with like.
