@@ -114,8 +114,8 @@ def _samples(run: Path) -> list[dict]:
 
 
 def test_one_step_off_policy_never_trains_on_older_rollouts(tmp_path, tiny_model_dir):
-    from aimo3_recipe.models import load_model, load_tokenizer
     from aimo3_recipe.inference.hf_engine import HFEngine
+    from aimo3_recipe.models import load_model, load_tokenizer
     from aimo3_recipe.rl.loop import batch_records
     from aimo3_recipe.rl.rollouts import sample_groups
 
