@@ -9,13 +9,18 @@ on the same model, batch, group size and lengths.
 Sides (`--sides`, comma list, run in this order, each in its own process so that one's
 vLLM engine, environment variables and memory do not leak into the next):
   trl-vllm        TRL GRPOTrainer, use_vllm=True, vllm_mode="colocate"
+  trl-vllm-reload the same, its weight sync's last call replaced by vLLM's `reload_weights`
+                  (TRL 1.16 calls the model's `load_weights` per parameter, which vLLM 0.32 on
+                  CPU refuses after start-up: "'Parameter' object has no attribute
+                  'weight_loader'"); a figure for TRL's colocate mode once that is fixed
   trl             TRL GRPOTrainer, transformers generation
   ours-k0         our loop, vLLM rollouts, on-policy (max_steps_off_policy=0)
   ours-k1         our loop, vLLM rollouts one step off-policy (vLLM's engine core in its own
                   process, sampling step n+1 while step n trains)
   ours-k1-thread  the same with vLLM's engine core in this process, on the rollout thread
   ours-hf         our loop, transformers rollouts, on-policy
-The anchor for "x TRL" is trl-vllm when it ran, else trl.
+The anchor for "x TRL" is trl-vllm when it ran, else trl (trl-vllm-reload is patched, so it
+is reported beside the anchor, not as it).
 
 Both sides: the same problems (generated), CoT prompts rendered by our renderer, the same
 reward (`--reward parity`, the default: even-length text is right, so every group varies and
@@ -41,8 +46,9 @@ import time
 import traceback
 from pathlib import Path
 
-SIDES = ("trl-vllm", "trl", "ours-k0", "ours-k1", "ours-k1-thread", "ours-hf")
+SIDES = ("trl-vllm", "trl-vllm-reload", "trl", "ours-k0", "ours-k1", "ours-k1-thread", "ours-hf")
 LABELS = {"trl-vllm": "TRL GRPOTrainer, vLLM colocate",
+          "trl-vllm-reload": "TRL GRPOTrainer, vLLM colocate, sync via reload_weights",
           "trl": "TRL GRPOTrainer, transformers generation",
           "ours-k0": "ours, vLLM rollouts, on-policy",
           "ours-k1": "ours, vLLM rollouts, 1 step off-policy",
@@ -74,7 +80,20 @@ def _median(xs: list[float]) -> float:
 
 
 # -- TRL -------------------------------------------------------------------------------------
-def run_trl(model_path: str, problems, args, use_vllm: bool) -> dict:
+def _sync_through_reload(gen) -> None:
+    """TRL's colocate weight sync with its last step replaced: the same merged, vLLM-named
+    parameters (TRL's `_iter_named_params`), pushed through vLLM's `reload_weights` (what our
+    engine calls) instead of the model's `load_weights` one parameter at a time."""
+
+    def sync() -> None:
+        weights = [(n, p.detach().clone()) for n, p in gen._iter_named_params()]
+        gen.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+        gen.llm.reset_prefix_cache()
+
+    gen.sync_weights = sync
+
+
+def run_trl(model_path: str, problems, args, use_vllm: bool, reload_sync: bool = False) -> dict:
     """Seconds per optimizer step of TRL's GRPOTrainer, split into phases by timing its own
     methods: generation (`_generate_single_turn`, weight sync included for vLLM), scoring and
     old log-probs (the rest of `_generate_and_score_completions`), forward/backward (the rest
@@ -143,6 +162,8 @@ def run_trl(model_path: str, problems, args, use_vllm: bool) -> dict:
     timed(trainer, "_generate_and_score_completions", "rollouts")
     timed(trainer, "training_step", "train_step")
     if use_vllm:
+        if reload_sync:
+            _sync_through_reload(trainer.vllm_generation)
         timed(trainer.vllm_generation, "sync_weights", "weight_sync")
     trainer.train()
     rows = []
@@ -174,8 +195,9 @@ def run_ours(model_path: str, problems, args, use_vllm: bool, k: int) -> dict:
             continue
         tokens = r["rollouts/completion_tokens"] * r["groups/num"] * args.group_size
         rows.append({"step": r["time/step"], "tokens": tokens,
-                     **{k_: r.get(f"time/{k_}", 0.0) for k_ in
-                        ("generation", "grading", "train", "weight_sync", "rollout_wait")},
+                     **{k_: r[f"time/{k_}"] for k_ in
+                        ("generation", "grading", "train", "weight_sync", "rollout_wait",
+                         "sampler_load") if f"time/{k_}" in r},
                      "trained": "train/optimizer_steps" in r,
                      "staleness": r.get("rollouts/staleness", 0.0)})
     return {"rows": rows}
@@ -190,7 +212,8 @@ def run_side(side: str, args) -> dict:
     if side == "ours-k1-thread":
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process
     if side.startswith("trl"):
-        return run_trl(model_path, problems, args, use_vllm=side == "trl-vllm")
+        return run_trl(model_path, problems, args, use_vllm=side.startswith("trl-vllm"),
+                       reload_sync=side == "trl-vllm-reload")
     k = 1 if side.startswith("ours-k1") else 0
     return run_ours(model_path, problems, args, use_vllm=side != "ours-hf", k=k)
 
@@ -199,7 +222,7 @@ def run_side(side: str, args) -> dict:
 def summarise(rows: list[dict]) -> dict:
     step = _median([r["step"] for r in rows])
     out = {"s_per_step": step, "tokens_per_step": _median([r["tokens"] for r in rows])}
-    for key in ("generation", "grading", "train", "weight_sync", "rollout_wait"):
+    for key in ("generation", "grading", "train", "weight_sync", "rollout_wait", "sampler_load"):
         if any(key in r for r in rows):
             out[f"{key}_s"] = _median([r.get(key, 0.0) for r in rows])
     out["tokens_per_s"] = out["tokens_per_step"] / step if step else 0.0
@@ -214,8 +237,8 @@ def summarise(rows: list[dict]) -> dict:
 
 def print_line(side: str, fig: dict, anchor: float | None) -> None:
     phases = ", ".join(f"{k[:-2]} {fig[k]:.1f}" for k in
-                       ("generation_s", "grading_s", "train_s", "weight_sync_s", "rollout_wait_s")
-                       if k in fig)
+                       ("generation_s", "grading_s", "train_s", "weight_sync_s", "rollout_wait_s",
+                        "sampler_load_s") if k in fig)
     speed = f" -> {anchor / fig['s_per_step']:.2f}x the anchor" if anchor else ""
     print(f"{LABELS[side]}: {fig['s_per_step']:.2f} s/step ({phases}); "
           f"{fig['tokens_per_s']:.0f} completion tokens/s (generation alone "

@@ -71,10 +71,12 @@ class LocalBackend:
     def sampler_weights(self) -> dict[str, torch.Tensor]:
         """A copy of the weights now: all of them, LoRA merged (vLLM), or the trainable ones
         (the transformers engine's copy of the model has the frozen ones already)."""
-        if self._vllm is not None:
-            return {k: v.detach().to("cpu", copy=True)
-                    for k, v in merged_state_dict(self.policy).items()}
-        return trainable_state(self.policy)
+        if self._vllm is None:
+            return trainable_state(self.policy)
+        state = merged_state_dict(self.policy)  # with LoRA: fresh tensors already
+        if not hasattr(self.policy, "merge_adapter"):  # the live parameters: copy them
+            state = {k: v.to("cpu", copy=True) for k, v in state.items()}
+        return state
 
     def detached_sampler(self, weights: dict[str, torch.Tensor]) -> Engine:
         """vLLM with `weights` pushed in, or the transformers engine over a copy of the

@@ -109,7 +109,11 @@ class OverlappedRollouts:
                     if self._closed:
                         return
                 with self._engine_lock:
-                    out = self.produce(step, self._engine_at(version))
+                    t0 = time.perf_counter()
+                    engine = self._engine_at(version)
+                    loaded = time.perf_counter() - t0
+                    out = self.produce(step, engine)
+                out.metrics["time/sampler_load"] = loaded  # on this thread, overlapped
                 with self._cond:
                     self._results[step] = _stamped(out, version)
                     self._cond.notify_all()
