@@ -12,6 +12,8 @@ Files (one concept each):
 - `advantages.py`: `group_advantages`, `is_informative`, `assign_advantages`.
 - `batch.py`: `RLBatch`, `make_batch` (padded tensors for the loss).
 - `loss.py`: `policy_loss` (GRPO/DAPO clipped surrogate), `token_logprobs`.
+- `dynamic_sampling.py`: refill a step until `batch_size` groups vary (DAPO), bounded.
+- `overlap.py`: rollouts in line (on-policy) or on a thread k steps ahead (off-policy).
 
 Departures from the GRPO paper (DeepSeekMath, Shao et al. 2024) and why:
 - Advantage = reward - group mean, NOT divided by the group std (`scale_by_std=False`). With
@@ -20,8 +22,11 @@ Departures from the GRPO paper (DeepSeekMath, Shao et al. 2024) and why:
   GRPO (Liu et al. 2025) also drops the std for its difficulty bias. `scale_by_std=True`
   gives the paper's (r - mean) / (std + 1e-4) with the sample std, as TRL computes it.
 - Groups whose rollouts are all correct or all incorrect are dropped from the loss and
-  counted (DAPO's dynamic sampling, without the resampling): they carry no correctness
-  signal, and the format bonus alone does not make a group informative.
+  counted: they carry no correctness signal, and the format bonus alone does not make a group
+  informative. With `dynamic_sampling` the step draws more problems until `batch_size` groups
+  vary (DAPO's dynamic sampling, bounded by `max_sampling_rounds`; dynamic_sampling.py).
+- Optionally off-policy by a fixed k steps (`max_steps_off_policy`, overlap.py): rollouts
+  sampled while the previous step trains, corrected by the truncated importance weights.
 - Token-level aggregation (DAPO, Yu et al. 2025): the loss is the sum over every trained token
   of the batch divided by their count, not a mean of per-sequence means, so long and short
   completions weigh per token and a long wrong answer is not diluted.

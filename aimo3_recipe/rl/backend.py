@@ -42,6 +42,14 @@ class Backend(Protocol):
     def sync_sampler(self) -> dict[str, float]:
         """Make the sampler use the new weights (a no-op where it shares the live model)."""
 
+    def sampler_weights(self) -> Any:
+        """Off-policy rollouts (rl/overlap.py) only: a copy of the policy's weights now, in
+        the form `detached_sampler` loads (called on the training thread)."""
+
+    def detached_sampler(self, weights: Any) -> Engine:
+        """Off-policy rollouts only: an engine sampling from `weights` that never touches the
+        live model, so it can generate while training runs (called on the rollout thread)."""
+
     def reduce(self, value: float, op: str) -> float:
         """`value` combined over ranks, op "sum" or "max" (a collective: every rank calls it;
         the value itself with one process)."""

@@ -11,11 +11,13 @@ import shutil
 from pathlib import Path
 
 
-def save_checkpoint(backend, checkpoints_dir: Path, step: int, keep: int = 2) -> Path:
+def save_checkpoint(backend, checkpoints_dir: Path, step: int, keep: int = 2,
+                    state: dict | None = None) -> Path:
+    """The backend's state and state.json ({"step": N} plus the loop's `state`, if any)."""
     path = Path(checkpoints_dir) / f"step-{step}"
     backend.save(path)
-    if backend.rank == 0:
-        (path / "state.json").write_text(json.dumps({"step": step}) + "\n")  # written last
+    if backend.rank == 0:  # state.json is written last
+        (path / "state.json").write_text(json.dumps({**(state or {}), "step": step}) + "\n")
         for old in sorted(_complete(checkpoints_dir), key=lambda p: p[1])[:-keep]:
             shutil.rmtree(old[0], ignore_errors=True)
     return path
@@ -31,6 +33,12 @@ def _complete(checkpoints_dir: Path) -> list[tuple[Path, int]]:
         if m and (p / "state.json").is_file():
             out.append((p, int(m.group(1))))
     return out
+
+
+def read_state(checkpoints_dir: Path, step: int) -> dict:
+    """The state.json of checkpoint `step` ({} when there is none)."""
+    path = Path(checkpoints_dir) / f"step-{step}" / "state.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def latest_checkpoint(checkpoints_dir: Path) -> tuple[Path, int] | None:

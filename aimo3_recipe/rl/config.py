@@ -66,6 +66,11 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     gradient_checkpointing: bool | None = None  # recompute activations (None: on with CUDA)
     logprob_chunk_tokens: int = 1024  # positions per LM-head chunk (logits never all at once)
     entropy_sample_tokens: int = 256  # trained positions per micro-batch for train/entropy (0: all)
+    # rollout scheduling (rl/overlap.py, rl/dynamic_sampling.py)
+    max_steps_off_policy: int = 0  # k > 0: sample step n+1 while step n trains (weights k old)
+    dynamic_sampling: bool = False  # DAPO: draw more problems until batch_size groups vary
+    max_sampling_rounds: int = 3  # dynamic sampling: draws per step at most (the first included)
+    drop_solved_problems: bool = False  # dynamic sampling: skip problems whose group never varied
     # logging, evaluation, checkpoints (the RL stage's own: SFT's are sft.*)
     logging_steps: int = 1  # a summary line on stderr every N steps (metrics.jsonl: every step)
     save_steps: int = 10  # checkpoint every N steps (and at the end)
@@ -82,6 +87,15 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
         if self.group_size < 2:
             raise ConfigError(f"rl.group_size must be >= 2 (advantages compare rollouts of one "
                               f"problem); got {self.group_size}")
+        if self.max_steps_off_policy < 0:
+            raise ConfigError(f"rl.max_steps_off_policy must be >= 0 (0: on-policy); got "
+                              f"{self.max_steps_off_policy}")
+        if self.max_sampling_rounds < 1:
+            raise ConfigError(f"rl.max_sampling_rounds must be >= 1 (1: no refill); got "
+                              f"{self.max_sampling_rounds}")
+        if self.drop_solved_problems and not self.dynamic_sampling:
+            raise ConfigError("rl.drop_solved_problems needs dynamic_sampling=True (dropped "
+                              "problems are replaced by fresh draws)")
         if not 0.0 <= self.sample_save_rate <= 1.0:
             raise ConfigError(f"rl.sample_save_rate must be in [0, 1]; got "
                               f"{self.sample_save_rate}")

@@ -19,6 +19,11 @@ budget. Precision: an fp32 model with `autocast_dtype=torch.bfloat16` keeps fp32
 weights and computes in bf16 (rl_math does this for full fine-tuning: in pure bf16 an update
 of 1e-6 to a weight of 0.02 rounds away). torch.autocast rather than accelerate's
 `mixed_precision`, which is fixed per process at the first Accelerator.
+
+Off-policy rollouts (rl/overlap.py) need a sampler apart from the live model:
+`sampler_weights` copies the weights on the training thread, `detached_sampler` loads a copy
+into vLLM or into the transformers engine's own copy of the model (made once: twice the
+model's memory) on the rollout thread.
 """
 
 from __future__ import annotations
@@ -64,6 +69,7 @@ class LocalBackend:
         self.max_grad_norm = max_grad_norm
         self._vllm = vllm_engine
         self._hf = None
+        self._hf_detached = None  # off-policy rollouts: an engine over a copy of the model
 
     @property
     def policy(self):
@@ -87,6 +93,36 @@ class LocalBackend:
         t0 = time.perf_counter()
         self._vllm.update_weights(merged_state_dict(self.policy))
         return {"time/weight_sync": time.perf_counter() - t0}
+
+    def sampler_weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the weights now: all of them, LoRA merged (vLLM), or the trainable ones
+        (the transformers engine's copy of the model has the frozen ones already)."""
+        if self._vllm is None:
+            return trainable_state(self.policy)
+        state = merged_state_dict(self.policy)  # with LoRA: fresh tensors already
+        if not hasattr(self.policy, "merge_adapter"):  # the live parameters: copy them
+            state = {k: v.to("cpu", copy=True) for k, v in state.items()}
+        return state
+
+    def detached_sampler(self, weights: dict[str, torch.Tensor]) -> Engine:
+        """vLLM with `weights` pushed in, or the transformers engine over a copy of the
+        model (made once: twice the model's memory) with `weights` loaded."""
+        if self._vllm is not None:
+            self._vllm.update_weights(weights)
+            return self._vllm
+        if self._hf_detached is None:
+            import copy
+
+            from aimo3_recipe.inference.hf_engine import HFEngine
+
+            model = copy.deepcopy(self.policy).eval().requires_grad_(False)
+            self._hf_detached = HFEngine(model, self.tokenizer)
+        with torch.no_grad():
+            found = self._hf_detached.model.load_state_dict(weights, strict=False)
+        if found.unexpected_keys:
+            raise ValueError(f"detached_sampler: weights this model lacks: "
+                             f"{found.unexpected_keys[:3]}")
+        return self._hf_detached
 
     # -- training ------------------------------------------------------------------------
     def logprobs(self, batch: RLBatch) -> torch.Tensor:

@@ -3,8 +3,11 @@
 Each step: take `batch_size` problems in a seeded order (the same order after a resume),
 sample `group_size` rollouts of each from the current policy (TIR or CoT, token-exact),
 grade the model-written text, centre rewards per group and drop groups without correctness
-variance, then `ppo_epochs` passes of mini-batches through the backend's forward/backward and
-optimizer step, sync the sampler, log, evaluate and checkpoint. The departures from the GRPO
+variance (`sample_step`; with `dynamic_sampling`, refilled until `batch_size` groups vary),
+then `ppo_epochs` passes of mini-batches through the backend's forward/backward and
+optimizer step, sync the sampler, log, evaluate and checkpoint. With `max_steps_off_policy`
+= k > 0 the sampling of step n+1 runs on a thread while step n trains, from the weights of
+step n+1-k (overlap.py); k = 0 samples in line, on-policy. The departures from the GRPO
 paper are listed in `rl/__init__.py`. Trainer log-probs are taken at temperature 1, the raw
 distribution engines return as sampler log-probs, so ratios and the sampler gap compare like
 with like.
@@ -12,25 +15,31 @@ with like.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from aimo3_recipe.config import replace_path
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.rl.advantages import assign_advantages
 from aimo3_recipe.rl.backend import Backend
 from aimo3_recipe.rl.batch import flatten_groups, make_batch, token_budget_parts
-from aimo3_recipe.rl.checkpoints import save_checkpoint
+from aimo3_recipe.rl.checkpoints import read_state, save_checkpoint
 from aimo3_recipe.rl.config import GRPOConfig
+from aimo3_recipe.rl.dynamic_sampling import draw_problems, fill_informative, replace_dropped
+from aimo3_recipe.rl.overlap import make_rollouts
 from aimo3_recipe.rl.rewards import MathRewardFunction, score_group
 from aimo3_recipe.rl.rollouts import sample_groups
-from aimo3_recipe.rl.types import Rollout, RolloutGroup
+from aimo3_recipe.rl.types import Rollout, RolloutGroup, StepRollouts
 from aimo3_recipe.utils.notice import notice
+
+REFILL_SEED_STRIDE = 100_003  # dynamic sampling's round r samples with seed + step + r * this
 
 
 def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
@@ -40,50 +49,109 @@ def train(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
     """Run steps start_step+1 .. cfg.num_steps; return their metrics dicts."""
     if not problems:
         raise ValueError("RL needs at least one training problem")
+    if cfg.max_steps_off_policy and not cfg.loss.tis_cap:
+        notice(f"RL: max_steps_off_policy={cfg.max_steps_off_policy} trains on rollouts of older "
+               "weights; truncated importance weights on (rl.loss.tis_cap 2.0; set "
+               "--rl.loss.tis-cap to choose)")
+        cfg = replace_path(cfg, "loss.tis_cap", 2.0)
     history = []
     main_rank = backend.rank == 0
-    if start_step == 0 and eval_problems and main_rank:
-        logger.log(evaluate(cfg, backend, eval_problems, reward_fn, pool), 0)
-    bar = _progress(range(start_step, cfg.num_steps), initial=start_step, total=cfg.num_steps,
-                    disable=not main_rank)
-    for step in bar:
-        timer = PhaseTimer()
-        records = batch_records(problems, step, cfg.batch_size, cfg.seed,
-                                backend.rank, backend.world_size)
-        with timer("generation"):
-            groups = sample_groups(backend.sampler(), records, mode=cfg.mode,
-                                   group_size=cfg.group_size, temperature=cfg.temperature,
-                                   max_new_tokens=cfg.max_new_tokens,
-                                   max_tool_calls=cfg.max_tool_calls, seed=cfg.seed + step,
-                                   pool=pool)
-        with timer("grading"):
-            for group in groups:
-                score_group(group, reward_fn)
-        kept, adv_stats = assign_advantages(groups, scale_by_std=cfg.scale_by_std)
-        with timer("train"):
-            train_metrics = update(cfg, backend, kept, groups)
-        with timer("weight_sync"):
-            if "train/optimizer_steps" in train_metrics:  # the weights changed
-                train_metrics.update(backend.sync_sampler())
-        metrics = {**rollout_metrics(groups), **adv_stats.metrics(), **train_metrics,
-                   **timer.metrics()}
-        done = step + 1
-        due = done == cfg.num_steps or (cfg.eval_steps and done % cfg.eval_steps == 0)
-        if main_rank and eval_problems and due:
-            metrics.update(evaluate(cfg, backend, eval_problems, reward_fn, pool))
-        if main_rank:
-            logger.log(metrics, done)
-            if done % cfg.logging_steps == 0 or done == cfg.num_steps:
-                notice(summary_line(metrics, done, cfg.num_steps))
-            if cfg.save_samples:
-                rows = write_samples(run_dir / cfg.samples_filename, groups, done, cfg)
-                logger.log_samples("samples", rows, done)  # a W&B table when W&B is on
-        if done % cfg.save_steps == 0 or done == cfg.num_steps:
-            save_checkpoint(backend, run_dir / "checkpoints", done)
-        bar.set_postfix(reward=f"{metrics['reward/mean']:+.3f}",
-                        acc=f"{metrics['samples/batch_accuracy']:.2f}")
-        history.append(metrics)
+    dropped = set(read_state(run_dir / "checkpoints", start_step).get("dropped_problems", [])
+                  if cfg.drop_solved_problems and start_step else [])
+
+    def produce(step: int, engine) -> StepRollouts:
+        return sample_step(cfg, engine, problems, step, reward_fn, backend.rank,
+                           backend.world_size, pool=pool, dropped=dropped)
+
+    rollouts = make_rollouts(cfg, backend, produce, start_step)  # inline, or a thread k ahead
+    try:
+        if start_step == 0 and eval_problems and main_rank:
+            with rollouts.eval_engine() as engine:
+                logger.log(evaluate(cfg, engine, eval_problems, reward_fn, pool), 0)
+        bar = _progress(range(start_step, cfg.num_steps), initial=start_step,
+                        total=cfg.num_steps, disable=not main_rank)
+        for step in bar:
+            timer = PhaseTimer()
+            with timer("rollout_wait"):  # all of sampling and grading when on-policy
+                batch = rollouts.get(step)
+            timer.add(batch.metrics)  # time/generation, time/grading
+            with timer("train"):
+                train_metrics = update(cfg, backend, batch.kept, batch.groups)
+            with timer("weight_sync"):  # only when the weights changed
+                changed = "train/optimizer_steps" in train_metrics
+                train_metrics.update(rollouts.publish(step + 1, changed))
+            if cfg.drop_solved_problems:
+                dropped.update(g.problem for g in batch.groups if not g.informative)
+            metrics = {**rollout_metrics(batch.groups), **batch.metrics, **train_metrics,
+                       "rollouts/weight_version": float(batch.weight_version),
+                       "rollouts/staleness": float(step - batch.weight_version),
+                       **timer.metrics()}
+            done = step + 1
+            due = done == cfg.num_steps or (cfg.eval_steps and done % cfg.eval_steps == 0)
+            if main_rank and eval_problems and due:
+                with rollouts.eval_engine() as engine:
+                    metrics.update(evaluate(cfg, engine, eval_problems, reward_fn, pool))
+            if main_rank:
+                log_step(cfg, logger, run_dir, metrics, batch.groups, done)
+            if done % cfg.save_steps == 0 or done == cfg.num_steps:
+                save_checkpoint(backend, run_dir / "checkpoints", done,
+                                state={"dropped_problems": sorted(dropped)} if dropped else None)
+            bar.set_postfix(reward=f"{metrics['reward/mean']:+.3f}",
+                            acc=f"{metrics['samples/batch_accuracy']:.2f}")
+            history.append(metrics)
+    finally:
+        rollouts.close()
     return history
+
+
+def sample_step(cfg: GRPOConfig, engine, problems: Sequence[MathRecord], step: int,
+                reward_fn: MathRewardFunction, rank: int = 0, world_size: int = 1, *,
+                pool=None, dropped: Collection[str] = ()) -> StepRollouts:
+    """Step `step`'s groups: its problems sampled on `engine` and graded, advantages set;
+    with `dynamic_sampling`, refilled until `batch_size` groups vary (dynamic_sampling.py)."""
+    seconds: Counter[str] = Counter()
+    records = batch_records(problems, step, cfg.batch_size, cfg.seed, rank, world_size)
+
+    def sample(recs: list[MathRecord], round_: int) -> list[RolloutGroup]:
+        t0 = time.perf_counter()
+        groups = sample_groups(engine, recs, mode=cfg.mode, group_size=cfg.group_size,
+                               temperature=cfg.temperature, max_new_tokens=cfg.max_new_tokens,
+                               max_tool_calls=cfg.max_tool_calls,
+                               seed=cfg.seed + step + REFILL_SEED_STRIDE * round_, pool=pool)
+        t1 = time.perf_counter()
+        for group in groups:
+            score_group(group, reward_fn)
+        seconds["time/generation"] += t1 - t0
+        seconds["time/grading"] += time.perf_counter() - t1
+        return groups
+
+    if not cfg.dynamic_sampling:
+        groups = sample(records, 0)
+        kept, adv_stats = assign_advantages(groups, scale_by_std=cfg.scale_by_std)
+        return StepRollouts(groups, kept, {**adv_stats.metrics(), **seconds})
+    if dropped:
+        records = replace_dropped(records, problems, dropped, seed=cfg.seed, step=step, rank=rank)
+
+    def draw(n: int, round_: int) -> list[MathRecord]:
+        return draw_problems(problems, n, seed=cfg.seed, step=step, round_=round_, rank=rank,
+                             dropped=dropped)
+
+    groups, kept, adv_stats, stats = fill_informative(
+        records, sample, draw, batch_size=cfg.batch_size, max_rounds=cfg.max_sampling_rounds,
+        scale_by_std=cfg.scale_by_std)
+    return StepRollouts(groups, kept, {**adv_stats.metrics(), **stats.metrics(), **seconds,
+                                       "sampling/dropped_problems": float(len(dropped))})
+
+
+def log_step(cfg: GRPOConfig, logger, run_dir: Path, metrics: dict[str, Any],
+             groups: list[RolloutGroup], done: int) -> None:
+    """metrics.jsonl (and the sinks), the summary line, samples.jsonl (main rank only)."""
+    logger.log(metrics, done)
+    if done % cfg.logging_steps == 0 or done == cfg.num_steps:
+        notice(summary_line(metrics, done, cfg.num_steps))
+    if cfg.save_samples:
+        rows = write_samples(run_dir / cfg.samples_filename, groups, done, cfg)
+        logger.log_samples("samples", rows, done)  # a W&B table when W&B is on
 
 
 def summary_line(m: dict[str, Any], step: int, num_steps: int) -> str:
@@ -219,11 +287,11 @@ def rollout_metrics(groups: list[RolloutGroup]) -> dict[str, float]:
     }
 
 
-def evaluate(cfg: GRPOConfig, backend: Backend, problems: Sequence[MathRecord],
+def evaluate(cfg: GRPOConfig, engine, problems: Sequence[MathRecord],
              reward_fn: MathRewardFunction, pool=None) -> dict[str, float]:
-    """Greedy accuracy on held-out problems with the current policy."""
+    """Greedy accuracy on held-out problems with the current policy (sampled on `engine`)."""
     t0 = time.perf_counter()
-    groups = sample_groups(backend.sampler(), problems, mode=cfg.mode, group_size=1,
+    groups = sample_groups(engine, problems, mode=cfg.mode, group_size=1,
                            temperature=0.0, max_new_tokens=cfg.max_new_tokens,
                            max_tool_calls=cfg.max_tool_calls, pool=pool)
     for group in groups:
@@ -252,7 +320,8 @@ def write_samples(path: Path, groups: list[RolloutGroup], step: int,
             "extracted_answer": g.extracted_G[i], "ground_truth": g.answer,
             "grader_status": g.grader_status_G[i], "finish_reason": r.finish_reason,
             "tool_calls": r.num_tool_calls, "tool_errors": r.num_tool_errors,
-            "num_tokens": r.num_model_tokens, "group_informative": g.informative})
+            "num_tokens": r.num_model_tokens, "group_informative": g.informative,
+            "weight_version": g.weight_version})
     with Path(path).open("a") as f:
         f.writelines(json.dumps(row) + "\n" for row in rows)
     return rows
@@ -272,6 +341,12 @@ class PhaseTimer:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
+
+    def add(self, metrics: dict[str, float]) -> None:
+        """Take the `time/...` entries of `metrics` (phases timed elsewhere) as phases."""
+        for k, v in metrics.items():
+            if k.startswith("time/"):
+                self.seconds[k[len("time/"):]] = self.seconds.get(k[len("time/"):], 0.0) + v
 
     def metrics(self) -> dict[str, float]:
         out = {f"time/{k}": v for k, v in self.seconds.items()}

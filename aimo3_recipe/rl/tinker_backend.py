@@ -182,6 +182,16 @@ class TinkerBackend:
         self._engine = TinkerEngine(resolve(client), self.tokenizer, self.retrier)
         return {"time/weight_sync": time.perf_counter() - t0}
 
+    def sampler_weights(self) -> TinkerEngine:
+        """Off-policy rollouts: the weights now, saved for sampling (a sampling client)."""
+        self.sync_sampler()
+        assert self._engine is not None
+        return self._engine
+
+    def detached_sampler(self, weights: TinkerEngine) -> TinkerEngine:
+        """The service samples apart from training already: the saved client is the engine."""
+        return weights
+
     # -- training ------------------------------------------------------------------------
     def logprobs(self, batch: RLBatch) -> torch.Tensor:
         rows = rl_rows(batch, None, 1.0)

@@ -6,7 +6,7 @@ transcript), so the trainer's log-probs line up with `sampler_logprobs` token by
 `mask` says which tokens the loss may train (1 = sampled by the model, 0 = tool output or
 forced). `RolloutGroup` carries one problem's G rollouts plus what the algorithm computes
 about them (`_G`: one entry per group member), filled by `rewards.score_group` and
-`advantages.assign_advantages`.
+`advantages.assign_advantages`. `StepRollouts` is one step's worth of groups.
 """
 
 from __future__ import annotations
@@ -89,7 +89,20 @@ class RolloutGroup:
     # filled by advantages.assign_advantages
     advantages_G: list[float] = field(default_factory=list)  # one per rollout (0 if dropped)
     informative: bool = True  # correctness varies within the group (else dropped from the loss)
+    # steps whose updates the sampler's weights held (step n on-policy: n; k steps stale: n - k)
+    weight_version: int = 0
 
     @property
     def size(self) -> int:
         return len(self.rollouts)
+
+
+@dataclass
+class StepRollouts:
+    """What one step trains on: every group sampled for it (logged), the groups kept for the
+    loss, and the counts and seconds of sampling them (rl/loop.py `sample_step`)."""
+
+    groups: list[RolloutGroup]  # every group sampled (refills included), scored, with advantages
+    kept: list[RolloutGroup]  # the groups the loss trains on
+    metrics: dict[str, float]  # groups/*, sampling/* counts and time/generation|grading
+    weight_version: int = 0  # the weights that sampled them (see RolloutGroup.weight_version)

@@ -219,8 +219,11 @@ def _rollout_engine(cfg: RLMathConfig, model, world_size: int = 1):
         return None
     from aimo3_recipe.inference.vllm_engine import VLLMEngine
 
-    # engine core in this process: new weights go in as tensors, not via a file
-    os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    if cfg.rl.max_steps_off_policy == 0 or world_size > 1:
+        # engine core in this process: new weights go in as tensors, not via a file
+        os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    # off-policy: vLLM's engine core keeps its own process, decoding while this one trains
+    # (new weights then travel as a safetensors folder, on the rollout thread)
     extra = {}
     if world_size > 1:
         # one engine per rank on its own device, inside the process group torchrun started
