@@ -1,7 +1,11 @@
-"""The competition solver: `AIMOSolver(config).predict(id_, problem)`, Kaggle's signature.
+"""The competition solver: `AIMOSolver(config)`, and `predict_function(solver)`, the plain
+function named `predict` that Kaggle's server takes.
 
 Kaggle's `AIMO3InferenceServer(predict)` calls `predict(id_, problem)` once per problem with
-one-row polars Series and wants a frame with `id` and `answer` back (polars or pandas). The
+one-row polars Series and wants a frame with `id` and `answer` back (polars or pandas). Its
+`kaggle_evaluation.core.relay.define_server` accepts only plain functions (a bound method such
+as `solver.predict` is refused: "Endpoint listeners passed to `serve` must be functions, got
+<class 'method'>") and routes the gateway's "predict" calls by the function's `__name__`. The
 server must start within 15 minutes, so the model is loaded lazily, on the first `predict`,
 and that load is counted against the run's time like everything else.
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from aimo3_recipe.grader import modulus_from_problem
@@ -55,6 +60,18 @@ def answer_frame(id_: Any, answer: int, like: Any = None) -> Any:
 
         return pl.DataFrame({"id": [id_], "answer": [answer]})
     return pd.DataFrame({"id": [id_], "answer": [answer]})
+
+
+def predict_function(solver: AIMOSolver) -> FunctionType:
+    """A plain function named `predict` over `solver.predict`: what Kaggle's server accepts
+    (gateway.check_endpoint states its rules). Kaggle's local gateway sends every column of
+    the CSV, so with a reference file (`id,problem,answer`) a third Series arrives: columns
+    after `problem` are ignored."""
+
+    def predict(id_: Any, problem: Any, *_other_columns: Any) -> Any:
+        return solver.predict(id_, problem)
+
+    return predict
 
 
 class AIMOSolver:
