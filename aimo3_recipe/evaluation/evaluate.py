@@ -99,12 +99,13 @@ def validate(config: EvalConfig) -> None:
 def build_engine(config: EvalConfig, max_tokens: int) -> Engine:
     """The generation engine the config asks for (vLLM, transformers, or auto: make_engine)."""
     from aimo3_recipe.inference.engine import make_engine
+    from aimo3_recipe.inference.vllm_config import with_context
 
     device = None if config.device == "auto" else config.device
     dtype = None if config.dtype == "auto" else config.dtype
     return make_engine(config.model, config.use_vllm, device=device, dtype=dtype,
                        seed=config.seed, batch_size=config.batch_size * max(1, config.num_samples),
-                       max_model_len=max(4096, max_tokens + 2048))  # vLLM: prompt + completion
+                       vllm_config=with_context(config, max_tokens))  # vLLM: prompt + completion
 
 
 def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingConfig,

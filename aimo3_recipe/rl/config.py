@@ -14,15 +14,19 @@ from aimo3_recipe.config_fields import (
     SampleLogFields,
 )
 from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.vllm_config import RolloutVLLMConfig, check_vllm_config
 
 
 @dataclass
 class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields,
-                 DataFields):
+                 DataFields, RolloutVLLMConfig):
     """Inherited (config_fields.py, shared with the train CLI and Tinker): group_size,
     temperature, max_new_tokens; mini_batch_size, ppo_epochs; correct/incorrect/format_reward;
     eval_steps, eval_samples; save_samples, sample_save_rate, samples_filename; dataset,
-    max_samples, seed (data order; step k samples with seed + k)."""
+    max_samples, seed (data order; step k samples with seed + k). The vLLM rollout engine's
+    group (inference/vllm_config.py, RL defaults: 0.3 of the GPU, 4096 tokens, sleep mode):
+    tensor_parallel_size, data_parallel_size, quantization, kv_cache_dtype,
+    gpu_memory_utilization, max_model_len, enable_sleep_mode."""
 
     # sampling
     mode: str = "tir"  # cot (plain chain of thought) | tir (the model may run Python)
@@ -43,6 +47,7 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     save_steps: int = 10  # checkpoint every N steps (and at the end)
 
     def __post_init__(self) -> None:
+        check_vllm_config(self)
         if self.mode not in ("cot", "tir"):
             raise ConfigError(f"mode must be cot or tir; got {self.mode!r}")
         for name in ("group_size", "batch_size", "ppo_epochs", "num_steps",

@@ -30,13 +30,15 @@ from aimo3_recipe.config_fields import (
     SFTFields,
 )
 from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.vllm_config import RolloutVLLMConfig
 from aimo3_recipe.rl.config import GRPOConfig
 
 STAGES = ("cot", "tir", "rl", "full")
 
 
 @dataclass
-class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields):
+class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields,
+               RolloutVLLMConfig):
     """The RL stage's part of the `train.py` command line (the RL loop's own settings, e.g.
     its clip range, are in rl/config.py)."""
 

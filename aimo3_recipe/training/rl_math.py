@@ -166,13 +166,14 @@ def _rollout_engine(cfg: RLMathConfig, model):
         if cfg.use_vllm == "auto":
             notice(f"RL rollouts: transformers ({why})")
         return None
+    from aimo3_recipe.inference.vllm_config import vllm_config_of
     from aimo3_recipe.inference.vllm_engine import VLLMEngine
 
     # engine core in this process: new weights go in as tensors, not via a file
     os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     try:
         engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.seed,
-                            max_model_len=4096)
+                            config=vllm_config_of(cfg), weight_updates=True)
     except MissingDependencyError as e:
         if cfg.use_vllm is True:
             raise

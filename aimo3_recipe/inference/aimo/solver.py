@@ -95,13 +95,11 @@ class AIMOSolver:
         if self._engine is None:
             from aimo3_recipe.inference.engine import make_engine
 
+            from aimo3_recipe.inference.vllm_config import vllm_config_of
+
             cfg = self.config
-            vllm_kw: dict[str, Any] = {"max_model_len": cfg.max_model_len,
-                                       "gpu_memory_utilization": cfg.gpu_memory_utilization}
-            if cfg.kv_cache_dtype != "auto":
-                vllm_kw["kv_cache_dtype"] = cfg.kv_cache_dtype
             self._engine = make_engine(cfg.model_name_or_path, cfg.use_vllm,
-                                       seed=cfg.seed or 0, **vllm_kw)
+                                       seed=cfg.seed or 0, vllm_config=vllm_config_of(cfg))
         return self._engine
 
     @property
