@@ -153,6 +153,7 @@ class AIMOSolver:
         else:
             sel = choose(outcome, cfg, judge=judge)
             attempts, stop = outcome.attempts, outcome.stop_reason
+            error = outcome.engine_error
             answer = int(sel.answer) if sel.answer is not None else None
             selection = {"strategy": sel.strategy, "reason": sel.reason, "votes": sel.votes,
                          "counts": sel.counts, "tie": sel.tie, "tied": sel.tied,
@@ -169,7 +170,8 @@ class AIMOSolver:
             problems_left=pt.problems_left, used_s=0.0,
             answer=cfg.fallback_answer if fallback else int(answer),  # type: ignore[arg-type]
             fallback=fallback, stop_reason=stop, selection=selection, modulus=modulus,
-            attempts=attempts, reference=ref, error=error)
+            attempts=attempts, reference=ref, error=error,
+            sandbox_errors=0 if outcome is None else outcome.sandbox_errors)
         if ref is not None:
             record.correct = record.answer == ref
         record.used_s = round(self.timer.end(pt), 4)
