@@ -77,3 +77,45 @@ def test_full_fine_tuning_streams_the_live_tensors():
     live = {p.data_ptr() for p in model.parameters()}
     assert all(t.data_ptr() in live for _, t in merged_weights(model))
     assert set(merged_state_dict(model)) == set(model.state_dict())
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_streamed_lora_weights_reach_an_in_process_vllm(embedded_model_dir, monkeypatch):
+    """The stream goes into vLLM as `reload_weights(weights_iterator=...)` (engine core in
+    this process, as the RL stage runs it): vLLM then scores a completion like the
+    transformers model with the adapter merged (the same tokens, log-probs within 2e-2)."""
+    pytest.importorskip("vllm")
+    from transformers import AutoModelForCausalLM
+
+    from aimo3_recipe.inference.engine import SamplingConfig
+    from aimo3_recipe.inference.hf_engine import HFEngine
+    from aimo3_recipe.inference.vllm_config import RolloutVLLMConfig
+    from aimo3_recipe.inference.vllm_engine import VLLMEngine
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    engine = VLLMEngine(embedded_model_dir, seed=0, dtype="float32", enforce_eager=True,
+                        config=RolloutVLLMConfig(max_model_len=512), weight_updates=True)
+    try:
+        torch.manual_seed(0)
+        base = AutoModelForCausalLM.from_pretrained(embedded_model_dir, dtype=torch.float32)
+        model = peft.get_peft_model(base, peft.LoraConfig(
+            r=8, lora_alpha=16, target_modules=["q_proj", "v_proj", "down_proj"]))
+        with torch.no_grad():
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.02)
+        prompt = engine.encode("What is 2 + 3?")
+        cfg = SamplingConfig(max_tokens=8)
+        (before,), = engine.generate_tokens([prompt], cfg)
+        engine.update_weights(merged_weights(model))
+        engine.sleep()  # CPU: a no-op, said once
+        engine.wake_up()
+        (after,), = engine.generate_tokens([prompt], cfg)
+        merged = copy.deepcopy(model).merge_and_unload()
+        (ref,), = HFEngine(merged, engine.tokenizer, device="cpu").generate_tokens([prompt], cfg)
+        assert after.token_ids == ref.token_ids
+        assert after.logprobs == pytest.approx(ref.logprobs, abs=2e-2)
+        assert after.logprobs != pytest.approx(before.logprobs, abs=1e-3)  # it did change
+    finally:
+        engine.close()

@@ -221,3 +221,12 @@ def test_old_vllm_fails_at_engine_start_with_the_version_needed(recorded, tiny_m
     assert not [e for e in eng.llm.events if e[0] == "reload_weights"]
     monkeypatch.setattr(vllm, "__version__", "0.32.0")
     check_weight_updates(vllm)  # the installed worker takes weights_iterator
+
+
+def test_evaluate_refuses_data_parallel_it_cannot_split():
+    from aimo3_recipe.evaluation.config import EvalConfig
+    from aimo3_recipe.evaluation.evaluate import validate
+
+    with pytest.raises(ConfigError, match="tensor-parallel-size"):
+        validate(EvalConfig(data_parallel_size=2))
+    validate(EvalConfig(tensor_parallel_size=2))

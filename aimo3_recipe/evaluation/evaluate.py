@@ -94,6 +94,12 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1; got {config.max_new_tokens}")
     if config.temperature < 0:
         raise ConfigError(f"--temperature must be >= 0; got {config.temperature}")
+    if config.data_parallel_size > 1:
+        raise ConfigError(
+            f"--data-parallel-size {config.data_parallel_size}: evaluate does not split the "
+            "problems across vLLM replicas yet (under torchrun each would run all of them). "
+            "Use --tensor-parallel-size to span GPUs with one engine, or run one evaluation "
+            "per GPU group (CUDA_VISIBLE_DEVICES) on a share of the benchmark.")
 
 
 def build_engine(config: EvalConfig, max_tokens: int) -> Engine:
