@@ -6,10 +6,15 @@ from dataclasses import dataclass, field
 
 # one list of strategy names, owned by the inference layer
 from aimo3_recipe.inference.strategies import STRATEGIES  # noqa: F401
+from aimo3_recipe.inference.vllm_config import VLLMConfig, check_vllm_config
 
 
 @dataclass
-class EvalConfig:
+class EvalConfig(VLLMConfig):
+    """`aimo3 eval`. The vLLM engine group (inference/vllm_config.py) is inherited:
+    tensor_parallel_size, data_parallel_size, quantization, kv_cache_dtype,
+    gpu_memory_utilization, max_model_len (None: max(4096, tokens + 2048)), enable_sleep_mode."""
+
     model: str = "default"  # hub id, local folder, .gguf file or 'default'
     benchmark: str = "math500"  # registry name or a local jsonl/csv/parquet path
     strategy: str = "greedy"  # greedy | majority_vote | weighted_vote | tir | genselect
@@ -40,4 +45,5 @@ class EvalConfig:
     def __post_init__(self) -> None:
         from aimo3_recipe.utils.hardware import parse_use_vllm
 
+        check_vllm_config(self)
         self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error

@@ -94,17 +94,24 @@ def validate(config: EvalConfig) -> None:
         raise ConfigError(f"--max-new-tokens must be >= 1; got {config.max_new_tokens}")
     if config.temperature < 0:
         raise ConfigError(f"--temperature must be >= 0; got {config.temperature}")
+    if config.data_parallel_size > 1:
+        raise ConfigError(
+            f"--data-parallel-size {config.data_parallel_size}: evaluate does not split the "
+            "problems across vLLM replicas yet (under torchrun each would run all of them). "
+            "Use --tensor-parallel-size to span GPUs with one engine, or run one evaluation "
+            "per GPU group (CUDA_VISIBLE_DEVICES) on a share of the benchmark.")
 
 
 def build_engine(config: EvalConfig, max_tokens: int) -> Engine:
     """The generation engine the config asks for (vLLM, transformers, or auto: make_engine)."""
     from aimo3_recipe.inference.engine import make_engine
+    from aimo3_recipe.inference.vllm_config import with_context
 
     device = None if config.device == "auto" else config.device
     dtype = None if config.dtype == "auto" else config.dtype
     return make_engine(config.model, config.use_vllm, device=device, dtype=dtype,
                        seed=config.seed, batch_size=config.batch_size * max(1, config.num_samples),
-                       max_model_len=max(4096, max_tokens + 2048))  # vLLM: prompt + completion
+                       vllm_config=with_context(config, max_tokens))  # vLLM: prompt + completion
 
 
 def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingConfig,

@@ -108,14 +108,15 @@ class StreamingEngine(Engine, Protocol):
 
 def make_engine(model: Any, use_vllm: bool | str = False, *, tokenizer: Any = None,
                 device: str | None = None, dtype: str | None = None, seed: int = 0,
-                batch_size: int = 32, **vllm_kwargs: Any) -> Engine:
+                batch_size: int = 32, vllm_config: Any = None, **vllm_kwargs: Any) -> Engine:
     """The engine for a model: vLLM when `use_vllm` is True (raises MissingDependencyError
     with the install line when it is absent), transformers `generate` on `device` when False.
     "auto": vLLM where it is installed and fast here (CUDA, or an x86 CPU with AVX2+:
     utils/hardware.py), else transformers; the choice and its reason are printed once.
     `model` is anything `models.resolve_model_path` takes, or (HF only) a loaded model.
-    `vllm_kwargs` (max_model_len, ...) reach vLLM only; on CPU its dtype "auto" becomes
-    bfloat16 only where the CPU has native bf16, else float32."""
+    `vllm_config` (a `VLLMConfig`: TP/DP, quantization, KV cache dtype, memory share, context
+    window) and `vllm_kwargs` (passed to `vllm.LLM` as they are) reach vLLM only; on CPU its
+    dtype "auto" becomes bfloat16 only where the CPU has native bf16, else float32."""
     from pathlib import Path
 
     from aimo3_recipe.models import select_device
@@ -133,7 +134,7 @@ def make_engine(model: Any, use_vllm: bool | str = False, *, tokenizer: Any = No
         if vllm_kwargs.get("dtype") is None and dtype not in (None, "auto"):
             vllm_kwargs["dtype"] = dtype
         try:
-            engine = VLLMEngine(model, seed=seed, **vllm_kwargs)
+            engine = VLLMEngine(model, seed=seed, config=vllm_config, **vllm_kwargs)
         except MissingDependencyError as e:
             if not auto:
                 raise

@@ -30,6 +30,7 @@ from typing import Any
 
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.inference.engine import Engine, SamplingConfig, make_engine
+from aimo3_recipe.inference.vllm_config import VLLMConfig, check_vllm_config, with_context
 from aimo3_recipe.inference.solution_selection import Candidate as SelectionCandidate
 from aimo3_recipe.inference.solution_selection import (
     mean_logprob_confidence,
@@ -40,7 +41,11 @@ from aimo3_recipe.inference.strategies import STRATEGIES
 
 
 @dataclass
-class GenerationConfig:
+class GenerationConfig(VLLMConfig):
+    """`aimo3 generate`. The vLLM engine group (vllm_config.py) is inherited: tensor and data
+    parallelism, quantization, kv_cache_dtype, gpu_memory_utilization, max_model_len (None:
+    max(4096, max_new_tokens + 2048)), enable_sleep_mode."""
+
     model_name_or_path: str = "default"  # 'default' (embedded SmolLM2-135M), folder, .gguf, hub id
     strategy: str = "majority_vote"  # greedy | majority_vote | weighted_vote | tir | genselect
     num_samples: int = 8  # samples per problem (N of SC@N); greedy uses 1
@@ -63,6 +68,7 @@ class GenerationConfig:
     def __post_init__(self) -> None:
         from aimo3_recipe.utils.hardware import parse_use_vllm
 
+        check_vllm_config(self)
         self.use_vllm = parse_use_vllm(self.use_vllm)  # True | False | "auto"; else an error
         if self.strategy not in STRATEGIES:
             raise ConfigError(f"strategy must be one of {STRATEGIES}; got {self.strategy!r}")
@@ -131,7 +137,8 @@ class MathGenerator:
         self.config = config
         self.engine = engine or make_engine(
             config.model_name_or_path, config.use_vllm, device=config.device,
-            dtype=config.dtype, seed=config.seed, batch_size=config.batch_size)
+            dtype=config.dtype, seed=config.seed, batch_size=config.batch_size,
+            vllm_config=with_context(config, config.max_new_tokens))
         self.tokenizer = self.engine.tokenizer
 
     # -- prompts -------------------------------------------------------------------------

@@ -25,19 +25,28 @@ renderer's `encode_prompt`), so vLLM sees the exact ids the transformers engine 
 trainer see. Log-probs are vLLM's default
 `raw_logprobs` (the model's distribution before temperature/top-p), as in hf_engine.py.
 
+Engine settings (tensor/data parallelism, quantization, KV cache dtype, GPU memory share,
+context window, sleep mode) come in one `VLLMConfig` group (vllm_config.py), the same for
+evaluate, generate, the AIMO solver and RL.
+
 `update_weights` / `reload_weights` push new weights into the running engine in place (vLLM's
-worker `reload_weights`) and clear the prefix cache, for RL rollouts with the current policy.
+worker `reload_weights`, vLLM >= 0.16: checked at start with `weight_updates=True`, else on
+first use) and clear the prefix cache, for RL rollouts with the current policy. `sleep` /
+`wake_up` (vLLM sleep mode, CUDA only) hand the GPU memory to the trainer between rollouts.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from aimo3_recipe.exceptions import MissingDependencyError
 from aimo3_recipe.inference.engine import Completion, SamplingConfig, TextPrompts
+from aimo3_recipe.inference.vllm_config import VLLMConfig, check_weight_updates
+from aimo3_recipe.inference.vllm_config import llm_kwargs as vllm_llm_kwargs
 from aimo3_recipe.utils.notice import notice
 
 
@@ -66,10 +75,14 @@ def _import_vllm():
 class VLLMEngine(TextPrompts):
     """`Engine` over `vllm.LLM`. Build it once per process: start-up is slow on CPU."""
 
-    def __init__(self, model: str | Path, *, seed: int = 0, max_model_len: int = 4096,
+    def __init__(self, model: str | Path, *, config: VLLMConfig | None = None, seed: int = 0,
                  enable_prefix_caching: bool = True, dtype: str = "auto",
-                 gpu_memory_utilization: float = 0.85, kv_cache_gib: int = 2,
-                 fast_top_p: bool | None = None, **llm_kwargs: Any):
+                 kv_cache_gib: int = 2, fast_top_p: bool | None = None,
+                 weight_updates: bool = False, **llm_kwargs: Any):
+        """`config`: the engine group (TP/DP, quantization, KV cache dtype, memory share,
+        context window, sleep mode; vllm_config.py). `weight_updates`: the caller will push
+        weights in (RL, the pipeline's evaluation): the vLLM version is checked now.
+        `llm_kwargs` go to `vllm.LLM` as they are (they win over the group)."""
         from aimo3_recipe.models import load_tokenizer, resolve_model_path
 
         self.on_cuda = _has_cuda()
@@ -79,17 +92,21 @@ class VLLMEngine(TextPrompts):
             if "VLLM_CPU_OMP_THREADS_BIND" not in os.environ and len(cores) <= 8:
                 os.environ["VLLM_CPU_OMP_THREADS_BIND"] = ",".join(map(str, cores))
         vllm = _import_vllm()
+        if weight_updates:
+            check_weight_updates(vllm)
         if not self.on_cuda:  # bf16 only where the CPU has native bf16 (utils/hardware.py)
             from aimo3_recipe.utils.hardware import resolve_vllm_cpu_dtype
             dtype = resolve_vllm_cpu_dtype(dtype)
         self.model_path = resolve_model_path(model)
         self.tokenizer = load_tokenizer(self.model_path)
         self.seed = seed
+        self.config = config or VLLMConfig()
         kwargs: dict[str, Any] = dict(model=self.model_path, seed=seed, dtype=dtype,
-                                      max_model_len=max_model_len,
                                       enable_prefix_caching=enable_prefix_caching)
-        if self.on_cuda:
-            kwargs["gpu_memory_utilization"] = gpu_memory_utilization
+        kwargs.update(vllm_llm_kwargs(self.config, on_cuda=self.on_cuda))
+        if self.config.enable_sleep_mode and not kwargs.get("enable_sleep_mode"):
+            notice("vLLM sleep mode: not on this platform (CUDA only); the engine keeps its "
+                   "memory between rollouts")
         # CUDA builds sample top-p with Triton/FlashInfer kernels that need no help
         self.fast_top_p = (not self.on_cuda) if fast_top_p is None else fast_top_p
         if self.fast_top_p:
@@ -97,6 +114,8 @@ class VLLMEngine(TextPrompts):
 
             kwargs["logits_processors"] = [FastTopP, *llm_kwargs.pop("logits_processors", [])]
         kwargs.update(llm_kwargs)
+        self.sleep_mode = bool(kwargs.get("enable_sleep_mode"))
+        self._asleep: set[str] = set()  # what sleep() released and wake_up() has not restored
         self.llm = vllm.LLM(**kwargs)
         # the dtype the model runs in (resolved by vLLM: "auto" on CUDA is the checkpoint's)
         model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
@@ -186,20 +205,26 @@ class VLLMEngine(TextPrompts):
     def reload_weights(self, weights_path: str | Path | None = None) -> None:
         """Reload weights in place from a checkpoint folder (None: the model the engine was
         started with) and drop the prefix cache, whose KV entries came from the old weights."""
+        check_weight_updates(self._vllm)
         path = str(weights_path or self.model_path)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_path": path})
         self.llm.reset_prefix_cache()
 
-    def update_weights(self, state_dict: dict[str, Any]) -> None:
-        """Push a (full, checkpoint-named) state dict into the running engine. When vLLM's
-        engine core runs in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0, as the RL stage
-        sets it) the tensors go in directly as an iterator (~0.3 s for 135M); otherwise they
-        travel as a safetensors checkpoint folder (vLLM's loader wants config.json beside it)."""
+    def update_weights(self, weights: Mapping[str, Any] | Iterable[tuple[str, Any]]) -> None:
+        """Push checkpoint-named weights into the running engine: a state dict, or an
+        iterator of (name, tensor) that makes each tensor only when vLLM asks for it (RL:
+        `rl.local_backend.merged_weights`, one LoRA-merged layer at a time, so no second
+        full copy of the model exists on the device). When vLLM's engine core runs in this
+        process (VLLM_ENABLE_V1_MULTIPROCESSING=0, as the RL stage sets it) the iterator goes
+        in as it is (~0.3 s for 135M); otherwise the tensors travel as a safetensors
+        checkpoint folder in host memory (vLLM's loader wants config.json beside it)."""
         import shutil
 
+        check_weight_updates(self._vllm)
+        items = weights.items() if isinstance(weights, Mapping) else weights
         if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
-            weights = [(k, v.detach().to("cpu")) for k, v in state_dict.items()]
-            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": iter(weights)})
+            on_device = ((k, v.detach()) for k, v in items)  # vLLM copies into its params
+            self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": on_device})
             self.llm.reset_prefix_cache()
             return
 
@@ -209,11 +234,36 @@ class VLLMEngine(TextPrompts):
         try:
             shutil.copy(Path(self.model_path) / "config.json", tmp / "config.json")
             # clone: tied weights share storage, which safetensors refuses to save twice
-            tensors = {k: v.detach().to("cpu").clone() for k, v in state_dict.items()}
+            tensors = {k: v.detach().to("cpu").clone() for k, v in items}
             save_file(tensors, str(tmp / "model.safetensors"))
             self.reload_weights(tmp)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
+
+    # -- sleep mode (RL on one GPU: the trainer gets the memory while it steps) ----------
+    def sleep(self) -> None:
+        """Release the KV cache and move the weights to host memory (vLLM level 1) until
+        `wake_up`. A no-op where sleep mode is off or unsupported (CPU: said once)."""
+        if not self.sleep_mode:
+            if self.config.enable_sleep_mode:
+                notice("vLLM sleep mode: not on this platform (CUDA only); sleep() does nothing")
+            return
+        if not self._asleep:
+            self.llm.sleep(level=1)
+            self._asleep = {"weights", "kv_cache"}
+
+    @property
+    def asleep(self) -> bool:
+        return bool(self._asleep)
+
+    def wake_up(self, tags: list[str] | None = None) -> None:
+        """Take the memory back: `tags` ["weights"] first (then sync weights), then
+        ["kv_cache"], so the KV cache is not allocated while new weights arrive; None: all."""
+        todo = set(self._asleep) if tags is None else set(tags) & self._asleep
+        if not todo:
+            return
+        self.llm.wake_up(tags=None if todo == self._asleep else sorted(todo))
+        self._asleep -= todo
 
     def close(self) -> None:
         """Stop vLLM's engine-core process now (it otherwise lives until interpreter exit)."""

@@ -18,6 +18,7 @@ from aimo3_recipe.config_fields import (
     SampleLogFields,
 )
 from aimo3_recipe.exceptions import ConfigError
+from aimo3_recipe.inference.vllm_config import RolloutVLLMConfig
 
 RATIO_AGAINST = ("trainer", "sampler")
 
@@ -50,7 +51,9 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     Fields from config_fields.py's groups: group_size, temperature, max_new_tokens; mini_batch_size,
     ppo_epochs; correct/incorrect/format_reward; eval_steps, eval_samples; save_samples,
     sample_save_rate, samples_filename; dataset, max_samples, seed (data order; step k
-    samples with seed + k)."""
+    samples with seed + k). The local rollout engine's settings are the `rl.vllm` section
+    (inference/vllm_config.py's group with RL's defaults: 0.3 of the GPU, 4096 tokens, sleep
+    mode)."""
 
     # sampling
     mode: str = "tir"  # cot (plain chain of thought) | tir (the model may run Python)
@@ -75,6 +78,7 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
     logging_steps: int = 1  # a summary line on stderr every N steps (metrics.jsonl: every step)
     save_steps: int = 10  # checkpoint every N steps (and at the end)
     loss: LossConfig = field(default_factory=LossConfig)  # the policy loss (rl.loss.*)
+    vllm: RolloutVLLMConfig = field(default_factory=RolloutVLLMConfig)  # rollouts on vLLM
 
     def __post_init__(self) -> None:
         if self.mode not in ("cot", "tir"):

@@ -3,9 +3,14 @@ accelerate so the same code runs on one CPU, one GPU or several processes (DDP: 
 NCCL on GPUs; gradients are averaged over ranks).
 
 Rollouts come from our engines: the transformers engine sharing the live model (nothing to
-sync), or vLLM, into which the new weights are pushed after every optimizer step (LoRA merged
-in for the push, then unmerged) and whose prefix cache is reset. vLLM in bf16 drifts from an
-fp32 trainer (per-token log-prob gap ~0.03-0.07): turn on `rl.loss.tis_cap` there.
+sync), or vLLM, into which the new weights are pushed after every optimizer step and whose
+prefix cache is reset. The push streams (name, tensor) pairs (`merged_weights`): base weights
+go as they are, and each LoRA layer's merged weight W + B@A*scale is made when vLLM asks for
+it, so at most one merged layer exists at a time besides the model (the old push cloned the
+whole merged state dict on the device). With vLLM's sleep mode (`enable_sleep_mode`, CUDA)
+the engine sleeps while the trainer computes log-probs and steps, and wakes for the sync
+(weights first, then the KV cache) and the next rollouts. vLLM in bf16 drifts from an fp32
+trainer (per-token log-prob gap ~0.03-0.07): turn on `rl.loss.tis_cap` there.
 
 The loss is `rl.loss.policy_loss` with the `rl.loss` section's settings (`loss_args`); the KL
 term's reference (`rl.loss.beta` > 0) is the base model with the LoRA adapter switched off,
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +85,7 @@ class LocalBackend:
     # -- sampling ------------------------------------------------------------------------
     def sampler(self) -> Engine:
         if self._vllm is not None:
+            self._wake()
             return self._vllm
         if self._hf is None:
             from aimo3_recipe.inference.hf_engine import HFEngine
@@ -91,7 +98,9 @@ class LocalBackend:
         if self._vllm is None:
             return {}
         t0 = time.perf_counter()
-        self._vllm.update_weights(merged_state_dict(self.policy))
+        self._wake(["weights"])  # the KV cache stays released while the weights arrive
+        self._vllm.update_weights(merged_weights(self.policy))
+        self._wake()
         return {"time/weight_sync": time.perf_counter() - t0}
 
     def sampler_weights(self) -> dict[str, torch.Tensor]:
@@ -124,8 +133,18 @@ class LocalBackend:
                              f"{found.unexpected_keys[:3]}")
         return self._hf_detached
 
+    def _sleep(self) -> None:
+        """The trainer is about to use the GPU: vLLM releases its memory (sleep mode)."""
+        if self._vllm is not None and hasattr(self._vllm, "sleep"):
+            self._vllm.sleep()
+
+    def _wake(self, tags: list[str] | None = None) -> None:
+        if self._vllm is not None and hasattr(self._vllm, "wake_up"):
+            self._vllm.wake_up(tags)
+
     # -- training ------------------------------------------------------------------------
     def logprobs(self, batch: RLBatch) -> torch.Tensor:
+        self._sleep()
         batch = batch.to(self.accelerator.device)
         rows = None  # rows per forward: the micro-batch token budget, as in training
         if self.max_tokens_per_microbatch > 0:
@@ -150,6 +169,7 @@ class LocalBackend:
 
     def forward_backward(self, batch: RLBatch, *, old_logprobs: Any, num_tokens: float,
                          loss: LossConfig) -> dict[str, float]:
+        self._sleep()
         batch = batch.to(self.accelerator.device)
         ref = self.ref_logprobs(batch) if loss.beta else None
         self.model.train()
@@ -235,19 +255,51 @@ def trainable_state(model) -> dict[str, torch.Tensor]:
     return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
-def merged_state_dict(model) -> dict[str, torch.Tensor]:
+def merged_weights(model) -> Iterator[tuple[str, torch.Tensor]]:
     """Plain checkpoint-named weights of `model` with any LoRA adapter merged in (what vLLM
-    loads), leaving the trainable adapter as it was."""
+    loads), one at a time: weights without an adapter are the live tensors (no copy), and a
+    LoRA layer's merged weight (base + peft's `get_delta_weight`, scaling and fan-in/out
+    included) is made when the consumer reaches it, so no full merged copy ever exists. The
+    adapter and the base weights are left untouched (no merge/unmerge rounding in bf16).
+    Adapters peft merges otherwise (DoRA, LoRA bias) are merged in place while it runs."""
     if not hasattr(model, "merge_adapter"):
-        return {k: v.detach() for k, v in model.state_dict().items()}
+        for k, v in model.state_dict().items():
+            yield k, v.detach()
+        return
+    from peft.tuners.lora import LoraLayer
+
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, LoraLayer)}
+    if any(any(m.use_dora.get(a, False) or getattr(m, "lora_bias", {}).get(a, False)
+               for a in m.active_adapters) for m in layers.values()):
+        yield from _merged_in_place(model)
+        return
+    for k, v in model.state_dict().items():
+        if "lora_" in k:
+            continue
+        name = k.replace("base_model.model.", "", 1).replace(".base_layer", "")
+        owner, _, leaf = k.rpartition(".base_layer.")
+        layer = layers.get(owner) if leaf == "weight" else None
+        if layer is None or layer.disable_adapters or layer.merged:
+            yield name, v.detach()
+            continue
+        with torch.no_grad():
+            w = v.detach()
+            for a in layer.active_adapters:
+                if a in layer.lora_A or a in getattr(layer, "lora_embedding_A", {}):
+                    w = w + layer.get_delta_weight(a).to(w.dtype)
+        yield name, w
+
+
+def _merged_in_place(model) -> Iterator[tuple[str, torch.Tensor]]:
     model.merge_adapter()
     try:
-        state = {}
         for k, v in model.state_dict().items():
-            if "lora_" in k:
-                continue
-            name = k.replace("base_model.model.", "", 1).replace(".base_layer", "")
-            state[name] = v.detach().clone()
+            if "lora_" not in k:
+                yield k.replace("base_model.model.", "", 1).replace(".base_layer", ""), v.detach()
     finally:
         model.unmerge_adapter()
-    return state
+
+
+def merged_state_dict(model) -> dict[str, torch.Tensor]:
+    """`merged_weights` collected into a dict (saving the merged model/ folder, on CPU)."""
+    return dict(merged_weights(model))

@@ -231,7 +231,7 @@ def _rollout_engine(cfg: RLMathConfig, model, world_size: int = 1):
         extra["distributed_executor_backend"] = "external_launcher"
     try:
         engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.rl.seed,
-                            max_model_len=4096, **extra)
+                            config=cfg.rl.vllm, weight_updates=True, **extra)
     except MissingDependencyError as e:
         if cfg.use_vllm is True:
             raise

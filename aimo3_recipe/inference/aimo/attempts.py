@@ -12,6 +12,11 @@ aborted in the engine, running cells killed) when
 Otherwise it ends when every attempt has ("all_done"). The rules count valid answers only
 (answers.py), in the order the attempts ended.
 
+An error counts against its attempt only (isolation.py): a request the engine refuses, a
+sandbox that fails or a grader error ends that attempt with `finish_reason` "error" (no
+vote; the message in its record); when the engine itself fails mid-problem (stop "error"),
+the attempts that had ended still vote, the rest are marked as errors.
+
 `choose` then runs the shared selection layer (solution_selection.select) over the attempts
 that finished, in the order they ended (so a tie goes to the answer reached first): majority,
 entropy-weighted votes (1 / mean or median token entropy over the whole attempt or its last
@@ -28,6 +33,12 @@ from aimo3_recipe.grader import extract_answer
 from aimo3_recipe.inference.aimo.answers import AIMOAnswer, normalise_answer
 from aimo3_recipe.inference.aimo.budget import Clock
 from aimo3_recipe.inference.aimo.config import SolverConfig
+from aimo3_recipe.inference.aimo.isolation import (
+    AttemptErrors,
+    IsolatingPool,
+    describe,
+    isolate,
+)
 from aimo3_recipe.inference.aimo.log import AttemptRecord, entropy_stats
 from aimo3_recipe.inference.aimo.prompts import tool_format_of
 from aimo3_recipe.inference.engine import Engine, SamplingConfig
@@ -41,7 +52,8 @@ from aimo3_recipe.inference.solution_selection import (
     select,
 )
 from aimo3_recipe.inference.tir_executor import TIRConfig, TIRResult, run_tir
-from aimo3_recipe.utils.code_execution import SandboxPool
+from aimo3_recipe.utils.code_execution import SandboxPool, default_pool
+from aimo3_recipe.utils.notice import notice
 
 
 def _same(answer: str) -> str:
@@ -62,17 +74,20 @@ def attempt_weight(entropies_T: Sequence[float] | None, mean_logprob: float | No
 class AttemptsOutcome:
     attempts: list[AttemptRecord]  # every attempt, in index order
     finish_order: list[int]  # indices of the attempts that ended (not cancelled), in order
-    stop_reason: str  # k_agree | runner_up | deadline | all_done
+    stop_reason: str  # k_agree | runner_up | deadline | all_done | error (the engine failed)
     results: list[TIRResult] = field(default_factory=list)  # the raw rollouts, index order
+    sandbox_errors: int = 0  # cells whose sandbox failed (isolation.py)
+    engine_error: str | None = None  # the engine failed for every attempt left (then: this)
 
 
 def _record(i: int, r: TIRResult, answer: AIMOAnswer, time_s: float,
-            cfg: SolverConfig) -> AttemptRecord:
+            cfg: SolverConfig, error: str | None = None) -> AttemptRecord:
     lps = r.model_logprobs
     mean_lp = sum(lps) / len(lps) if lps else None
     return AttemptRecord(
         index=i, answer=answer.value, answer_status=answer.status, raw_answer=answer.raw,
-        finish_reason=r.finish_reason, time_s=round(time_s, 4), tokens=r.num_model_tokens,
+        finish_reason="error" if error else r.finish_reason, time_s=round(time_s, 4),
+        tokens=r.num_model_tokens, error=error,
         tool_calls=r.num_code_calls, tool_errors=r.num_code_errors,
         tool_timeouts=r.num_timeouts, tool_seconds=round(r.tool_seconds, 4),
         mean_logprob=mean_lp,
@@ -85,21 +100,34 @@ def run_attempts(engine: Engine, prompt_ids: list[int], problem: str, cfg: Solve
                  deadline: float, clock: Clock, pool: SandboxPool | None = None,
                  modulus: int | None = None) -> AttemptsOutcome:
     """Run the attempts of one problem until every one ends or a stop rule fires (module
-    docstring); times are measured on `clock` from the call."""
+    docstring); times are measured on `clock` from the call. Errors count per attempt."""
     n = cfg.num_attempts
     t0 = clock.now()
     answers: dict[int, AIMOAnswer] = {}
+    errors: dict[int, str] = {}  # attempt -> what failed in it
+    ended: dict[int, TIRResult] = {}  # the attempts that ended, as should_stop saw them
     ended_at: dict[int, float] = {}
     order: list[int] = []
     state = {"reason": "all_done", "stopped_at": t0}
+    caught = AttemptErrors()
 
-    def answer_of(r: TIRResult) -> AIMOAnswer:
-        return normalise_answer(extract_answer(r.model_text), problem, modulus=modulus)
+    def answer_of(i: int, r: TIRResult) -> AIMOAnswer:
+        failed = caught.error_of(r.prompt_ids, r.token_ids)
+        if failed is not None:
+            errors[i] = failed
+            return AIMOAnswer(None, "none")
+        try:
+            return normalise_answer(extract_answer(r.model_text), problem, modulus=modulus)
+        except Exception as e:  # noqa: BLE001 - the grader failed on this attempt only
+            errors[i] = f"grader: {describe(e)}"
+            notice(f"aimo solver: grading one attempt failed ({describe(e)[:200]}); it does "
+                   "not vote, the others do")
+            return AIMOAnswer(None, "none")
 
-    def should_stop(ended: list[tuple[int, TIRResult]]) -> bool:
+    def should_stop(just_ended: list[tuple[int, TIRResult]]) -> bool:
         now = clock.now()
-        for i, r in ended:
-            answers[i], ended_at[i] = answer_of(r), now - t0
+        for i, r in just_ended:
+            answers[i], ended[i], ended_at[i] = answer_of(i, r), r, now - t0
             order.append(i)
         if len(order) == n:
             return False  # nothing left to cancel: run_tir ends by itself
@@ -118,15 +146,34 @@ def run_attempts(engine: Engine, prompt_ids: list[int], problem: str, cfg: Solve
                               top_logprobs=cfg.top_logprobs)
     tir = TIRConfig(max_tool_calls=cfg.max_tool_calls, max_new_tokens=cfg.max_tokens,
                     tool_format=tool_format_of(cfg.prompt_format))
-    results = run_tir(engine, [prompt_ids], sampling, tir, pool, should_stop=should_stop)[0]
+    guarded_pool = IsolatingPool(pool or default_pool(tir.sandbox), caught)
+    engine_error = None
+    try:
+        results = run_tir(isolate(engine, caught), [prompt_ids], sampling, tir, guarded_pool,
+                          should_stop=should_stop)[0]
+    except Exception as e:  # noqa: BLE001 - the engine failed for all: keep what had ended
+        engine_error = describe(e)
+        notice(f"aimo solver: the engine failed mid-problem ({engine_error[:200]}); the "
+               f"{len(order)} attempts that had ended still vote, the rest count as errors")
+        results = [ended.get(i) or TIRResult(text="", segments=[], finish_reason="error",
+                                             prompt_ids=list(prompt_ids)) for i in range(n)]
+        for i in range(n):
+            if i not in ended:
+                errors.setdefault(i, engine_error)
+        state["reason"], state["stopped_at"] = "error", clock.now()
     records = []
     for i, r in enumerate(results):
         if i in answers:
-            records.append(_record(i, r, answers[i], ended_at[i], cfg))
+            records.append(_record(i, r, answers[i], ended_at[i], cfg, errors.get(i)))
+        elif i in errors:  # the engine failed before this attempt ended
+            records.append(_record(i, r, AIMOAnswer(None, "none"),
+                                   state["stopped_at"] - t0, cfg, errors[i]))
         else:  # cancelled: its partial answer (if any) and the time of the cancel
-            records.append(_record(i, r, answer_of(r), state["stopped_at"] - t0, cfg))
-    return AttemptsOutcome(records, [i for i in order if not records[i].cancelled],
-                           str(state["reason"]), list(results))
+            records.append(_record(i, r, answer_of(i, r), state["stopped_at"] - t0, cfg,
+                                   errors.get(i)))
+    finished = [i for i in order if not records[i].cancelled and i not in errors]
+    return AttemptsOutcome(records, finished, str(state["reason"]), list(results),
+                           sandbox_errors=caught.sandbox, engine_error=engine_error)
 
 
 def choose(outcome: AttemptsOutcome, cfg: SolverConfig, *, judge=None) -> Selection:

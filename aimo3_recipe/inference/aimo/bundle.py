@@ -154,8 +154,9 @@ prefetch_in_background(CONFIG.model_name_or_path)  # weights into the page cache
 _solver = None
 
 
-def predict(id_, problem):
-    """Kaggle calls this once per problem; the model loads on the first call."""
+def predict(id_, problem, *_other_columns):
+    """Kaggle calls this once per problem (a reference CSV adds its answer column: ignored);
+    the model loads on the first call."""
     global _solver
     if _solver is None:
         _solver = AIMOSolver(CONFIG)

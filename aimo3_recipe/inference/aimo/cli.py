@@ -140,9 +140,9 @@ def cli(argv: list[str] | None = None) -> int:
                   + ("; fallback" if rec.fallback else "") + ")")
         else:
             from aimo3_recipe.inference.aimo.gateway import serve_kaggle
-            from aimo3_recipe.inference.aimo.solver import AIMOSolver
+            from aimo3_recipe.inference.aimo.solver import AIMOSolver, predict_function
 
-            serve_kaggle(AIMOSolver(config).predict, args.problems)
+            serve_kaggle(predict_function(AIMOSolver(config)), args.problems)
     except Aimo3Error as e:
         print(f"aimo3 kaggle: error: {e}", file=sys.stderr)
         return 2

@@ -13,15 +13,20 @@ from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.inference.aimo.budget import TimeRule
 from aimo3_recipe.inference.aimo.prompts import PROMPT_FORMATS
 from aimo3_recipe.inference.solution_selection import SELECTION_STRATEGIES
+from aimo3_recipe.inference.vllm_config import VLLMConfig, check_vllm_config
 
 SOLVER_SELECTIONS = ("majority_vote", "weighted_vote", "vote_score", "genselect")
 
 
 @dataclass
-class SolverConfig(TimeRule):
+class SolverConfig(TimeRule, VLLMConfig):
+    """The vLLM engine group (inference/vllm_config.py) is inherited: tensor_parallel_size
+    (4 on 4xL4 with a 14B model), quantization (fp8, or an AWQ/GPTQ checkpoint's), data
+    parallelism, enable_sleep_mode; its context and memory defaults are the solver's own."""
+
     model_name_or_path: str = "default"  # 'default' (embedded SmolLM2-135M), folder, hub id
     use_vllm: bool | str = "auto"  # auto (vLLM where installed and fast here) | true | false
-    max_model_len: int = 65536  # vLLM context length (prompt + attempt)
+    max_model_len: int | None = 65536  # vLLM context length (prompt + attempt)
     gpu_memory_utilization: float = 0.9  # vLLM, CUDA only
     kv_cache_dtype: str = "auto"  # vLLM KV cache: auto | fp8 (the public solutions' choice)
     prompt_format: str = "chatml"  # chatml (the tokenizer's chat template) | harmony (gpt-oss)
@@ -49,6 +54,7 @@ class SolverConfig(TimeRule):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_vllm_config(self)
         if self.num_attempts < 1:
             raise ConfigError(f"num_attempts must be >= 1; got {self.num_attempts}")
         if self.max_tokens < 1:

@@ -2,7 +2,8 @@
 score it, and the two-run penalised score.
 
 The CSV has `id,problem` and optionally `answer`. Problems go to `predict` one at a time as
-one-row Series (polars when installed, as on Kaggle; else pandas), in the file's order or
+one-row Series, one per column as Kaggle's gateway sends them (the answer too, when the file
+has one; polars when installed, as on Kaggle; else pandas), in the file's order or
 shuffled (the public set comes shuffled). `submission.parquet` gets `id,answer` in the
 order answered. With answers, the score is the number right; with `runs=2` the whole set is
 run twice by two fresh solvers (the private set is run twice) and each problem scores 1
@@ -10,7 +11,8 @@ run twice by two fresh solvers (the private set is run twice) and each problem s
 
 `serve_kaggle(predict, csv)` hands `predict` to `kaggle_evaluation` when it is importable
 (the competition image): `.serve()` under KAGGLE_IS_COMPETITION_RERUN, else its own
-`.run_local_gateway((csv,))`.
+`.run_local_gateway((csv,))`. Both this stand-in and `serve_kaggle` first apply the rules of
+Kaggle's server (`check_endpoint`), so what passes here also starts there.
 """
 
 from __future__ import annotations
@@ -23,9 +25,28 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
-from aimo3_recipe.exceptions import DatasetError, MissingDependencyError
+from aimo3_recipe.exceptions import ConfigError, DatasetError, MissingDependencyError
+
+ENDPOINT = "predict"  # the endpoint name AIMO3's gateway calls
+
+
+def check_endpoint(predict: Any) -> None:
+    """Kaggle's rules for an endpoint listener (`kaggle_evaluation.core.relay.define_server`):
+    a plain function (a bound method, a partial or a callable object is refused), not a
+    lambda, and named like the endpoint the gateway calls, `predict` (the server finds it by
+    `__name__`). Raises ConfigError with the fix."""
+    fix = ("wrap the solver in a plain function named `predict` "
+           "(`aimo3_recipe.inference.aimo.predict_function(solver)`, or `def predict(id_, problem): ...`)")
+    if not isinstance(predict, FunctionType):
+        raise ConfigError(f"Kaggle's server takes only plain functions as endpoint listeners; "
+                          f"got {type(predict)}: {fix}")
+    if predict.__name__ != ENDPOINT:
+        raise ConfigError(f"Kaggle's gateway calls the endpoint {ENDPOINT!r} and finds it by "
+                          f"the function's name; got a function named "
+                          f"{predict.__name__!r}: {fix}")
 
 
 @dataclass
@@ -129,11 +150,17 @@ def run_local_gateway(problems_csv: str | Path, make_predict: Callable[[int], Ca
         if shuffle_seed is not None:
             random.Random(shuffle_seed + run).shuffle(order)
         predict = make_predict(run)
+        check_endpoint(predict)
         t0 = time.monotonic()
         got: dict[str, int] = {}
         answered: list[tuple[str, int]] = []
         for p in order:
-            pid, ans = _frame_answer(predict(_series("id", p.id), _series("problem", p.problem)))
+            # every column of the CSV, as Kaggle's gateway sends them (a reference file's
+            # answers too: a predict(id_, problem) without room for them fails there)
+            cols = [_series("id", p.id), _series("problem", p.problem)]
+            if p.answer is not None:
+                cols.append(_series("answer", p.answer))
+            pid, ans = _frame_answer(predict(*cols))
             if pid != p.id:
                 raise ValueError(f"predict answered id {pid!r} for problem {p.id!r}")
             got[p.id] = ans
@@ -167,6 +194,7 @@ def serve_kaggle(predict: Callable, problems_csv: str | Path) -> None:
         raise MissingDependencyError(
             f"`kaggle_evaluation` is not importable ({e}): it exists only in the competition "
             "notebook; run `aimo3 kaggle gateway` for the local stand-in") from e
+    check_endpoint(predict)
     server = server_mod.AIMO3InferenceServer(predict)
     if os.getenv("KAGGLE_IS_COMPETITION_RERUN"):
         server.serve()
@@ -182,7 +210,7 @@ def run_solver(config: Any, problems_csv: str | Path, out_dir: str | Path, *, ru
     first problem, unless given). Returns the report and each run's solver summary."""
     from dataclasses import replace
 
-    from aimo3_recipe.inference.aimo.solver import AIMOSolver
+    from aimo3_recipe.inference.aimo.solver import AIMOSolver, predict_function
 
     refs = {p.id: p.answer for p in read_problems(problems_csv) if p.answer is not None}
     solvers: list[AIMOSolver] = []
@@ -194,7 +222,7 @@ def run_solver(config: Any, problems_csv: str | Path, out_dir: str | Path, *, ru
         solver = AIMOSolver(replace(config, log_dir=log_dir), shared, clock=clock)
         solver.references = dict(refs)  # type: ignore[arg-type]
         solvers.append(solver)
-        return solver.predict
+        return predict_function(solver)
 
     def after_run(run: int, predict: Callable) -> None:
         summaries.append(solvers[run].close())

@@ -28,7 +28,8 @@ class AttemptRecord:
     answer: int | None  # normalised AIMO answer (None: no valid answer)
     answer_status: str  # ok | reduced | out_of_range | not_integer | none (answers.py)
     raw_answer: str | None  # what was extracted from the attempt's own text
-    finish_reason: str  # stop | length | max_tool_calls | max_rounds | fake_output | cancelled
+    # stop | length | max_tool_calls | max_rounds | fake_output | cancelled | error
+    finish_reason: str
     time_s: float  # seconds from the problem's start to the attempt's end (or its cancel)
     tokens: int  # model tokens sampled
     tool_calls: int = 0  # python cells run
@@ -39,6 +40,7 @@ class AttemptRecord:
     weight: float = 1.0  # its vote weight under the configured rule
     entropy: dict[str, float] = field(default_factory=dict)  # entropy_stats() of its tokens
     text: str | None = None  # its transcript (SolverConfig.log_text)
+    error: str | None = None  # what failed in it (engine, grader): it did not vote
 
     @property
     def cancelled(self) -> bool:
@@ -63,7 +65,8 @@ class ProblemRecord:
     attempts: list[AttemptRecord]  # every attempt, in index order
     reference: int | None = None  # the right answer, when the caller knows it (local gateway)
     correct: bool | None = None  # answer == reference (None: no reference)
-    error: str | None = None  # what failed, when the attempts raised (the fallback answered)
+    error: str | None = None  # what failed outside any one attempt (engine, model load)
+    sandbox_errors: int = 0  # python cells whose sandbox failed (the cell counted as failed)
 
     @property
     def num_cancelled(self) -> int:
@@ -130,6 +133,8 @@ def summarise(records: Sequence[ProblemRecord], total_s: float, elapsed_s: float
         "stop_reasons": stops,
         "attempts": len(attempts),
         "attempts_cancelled": sum(a.cancelled for a in attempts),
+        "attempt_errors": sum(a.error is not None for a in attempts),
+        "sandbox_errors": sum(r.sandbox_errors for r in records),
         "attempts_with_valid_answer": sum(a.answer is not None for a in attempts),
         "tokens": sum(a.tokens for a in attempts),
         "tool_calls": sum(a.tool_calls for a in attempts),

@@ -1,7 +1,11 @@
-"""The competition solver: `AIMOSolver(config).predict(id_, problem)`, Kaggle's signature.
+"""The competition solver: `AIMOSolver(config)`, and `predict_function(solver)`, the plain
+function named `predict` that Kaggle's server takes.
 
 Kaggle's `AIMO3InferenceServer(predict)` calls `predict(id_, problem)` once per problem with
-one-row polars Series and wants a frame with `id` and `answer` back (polars or pandas). The
+one-row polars Series and wants a frame with `id` and `answer` back (polars or pandas). Its
+`kaggle_evaluation.core.relay.define_server` accepts only plain functions (a bound method such
+as `solver.predict` is refused: "Endpoint listeners passed to `serve` must be functions, got
+<class 'method'>") and routes the gateway's "predict" calls by the function's `__name__`. The
 server must start within 15 minutes, so the model is loaded lazily, on the first `predict`,
 and that load is counted against the run's time like everything else.
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import asdict
 from pathlib import Path
+from types import FunctionType
 from typing import Any
 
 from aimo3_recipe.grader import modulus_from_problem
@@ -57,6 +62,18 @@ def answer_frame(id_: Any, answer: int, like: Any = None) -> Any:
     return pd.DataFrame({"id": [id_], "answer": [answer]})
 
 
+def predict_function(solver: AIMOSolver) -> FunctionType:
+    """A plain function named `predict` over `solver.predict`: what Kaggle's server accepts
+    (gateway.check_endpoint states its rules). Kaggle's local gateway sends every column of
+    the CSV, so with a reference file (`id,problem,answer`) a third Series arrives: columns
+    after `problem` are ignored."""
+
+    def predict(id_: Any, problem: Any, *_other_columns: Any) -> Any:
+        return solver.predict(id_, problem)
+
+    return predict
+
+
 class AIMOSolver:
     """Build once per run (the run's clock starts here), then `predict` each problem."""
 
@@ -78,13 +95,11 @@ class AIMOSolver:
         if self._engine is None:
             from aimo3_recipe.inference.engine import make_engine
 
+            from aimo3_recipe.inference.vllm_config import vllm_config_of
+
             cfg = self.config
-            vllm_kw: dict[str, Any] = {"max_model_len": cfg.max_model_len,
-                                       "gpu_memory_utilization": cfg.gpu_memory_utilization}
-            if cfg.kv_cache_dtype != "auto":
-                vllm_kw["kv_cache_dtype"] = cfg.kv_cache_dtype
             self._engine = make_engine(cfg.model_name_or_path, cfg.use_vllm,
-                                       seed=cfg.seed or 0, **vllm_kw)
+                                       seed=cfg.seed or 0, vllm_config=vllm_config_of(cfg))
         return self._engine
 
     @property
@@ -138,6 +153,7 @@ class AIMOSolver:
         else:
             sel = choose(outcome, cfg, judge=judge)
             attempts, stop = outcome.attempts, outcome.stop_reason
+            error = outcome.engine_error
             answer = int(sel.answer) if sel.answer is not None else None
             selection = {"strategy": sel.strategy, "reason": sel.reason, "votes": sel.votes,
                          "counts": sel.counts, "tie": sel.tie, "tied": sel.tied,
@@ -154,7 +170,8 @@ class AIMOSolver:
             problems_left=pt.problems_left, used_s=0.0,
             answer=cfg.fallback_answer if fallback else int(answer),  # type: ignore[arg-type]
             fallback=fallback, stop_reason=stop, selection=selection, modulus=modulus,
-            attempts=attempts, reference=ref, error=error)
+            attempts=attempts, reference=ref, error=error,
+            sandbox_errors=0 if outcome is None else outcome.sandbox_errors)
         if ref is not None:
             record.correct = record.answer == ref
         record.used_s = round(self.timer.end(pt), 4)
