@@ -33,7 +33,10 @@ from aimo3_recipe.training.train import build_parser
 REPO = Path(__file__).resolve().parents[1]
 CHOICES = {"stage": ["cot", "tir", "rl", "full"], "rl.mode": ["tir", "cot"],
            "rl.loss.ratio_against": ["trainer", "sampler"], "device": ["auto", "cpu"],
-           "dtype": ["auto", "float32"], "report_to": ["none", "tensorboard"]}
+           "dtype": ["auto", "float32"], "report_to": ["none", "tensorboard"],
+           "rl.vllm.quantization": [None, "fp8"], "rl.vllm.kv_cache_dtype": ["auto", "fp8"]}
+# settings valid only together with another (the other is set too)
+COMPANIONS = {"rl.drop_solved_problems": {"rl.dynamic_sampling": True}}
 
 
 def other_value(path: str, tp, default):
@@ -59,10 +62,11 @@ def _cases(cls):
                          ids=[c[0] for c in _cases(TrainConfig)])
 def test_every_setting_is_settable_by_its_flag(path, tp, default):
     value = other_value(path, tp, default)
-    args = build_parser().parse_args([dashed(path), str(value)])
-    cfg = config_from_args(TrainConfig, args)
+    extra = COMPANIONS.get(path, {})
+    argv = [dashed(path), str(value)] + [x for p, v in extra.items() for x in (dashed(p), str(v))]
+    cfg = config_from_args(TrainConfig, build_parser().parse_args(argv))
     assert get_path(cfg, path) == value
-    others = [p for p in leaf_paths(TrainConfig) if p != path]
+    others = [p for p in leaf_paths(TrainConfig) if p != path and p not in extra]
     assert all(get_path(cfg, p) == get_path(TrainConfig(), p) for p in others)
 
 
@@ -71,7 +75,8 @@ def test_every_setting_is_settable_by_its_flag(path, tp, default):
 def test_every_setting_is_settable_through_chz(path, tp, default):
     pytest.importorskip("chz")
     value = other_value(path, tp, default)
-    cfg = chz_config(TinkerTrainConfig, [f"{path}={value}"], SECTION_DEFAULTS)
+    extra = [f"{p}={v}" for p, v in COMPANIONS.get(path, {}).items()]
+    cfg = chz_config(TinkerTrainConfig, [f"{path}={value}", *extra], SECTION_DEFAULTS)
     assert get_path(cfg, path) == value
     # Tinker's own section defaults survive a setting of the same section
     for default_path, default_value in SECTION_DEFAULTS.items():

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from aimo3_recipe.exceptions import ConfigError, MissingDependencyError
+from aimo3_recipe.rl.config import LossConfig
 from aimo3_recipe.inference.vllm_config import (
     RolloutVLLMConfig,
     VLLMConfig,
@@ -175,7 +176,7 @@ def test_sleep_and_wake_around_training_steps(recorded, fake_cuda, tiny_model_di
                     sampler_logprobs_B_L=torch.zeros(1, 4), advantages_B=torch.tensor([1.0]))
     backend.logprobs(batch)
     assert eng.llm.events == [("sleep", 1)] and eng.asleep
-    backend.forward_backward(batch, old_logprobs=None, num_tokens=3.0, loss_kwargs={})
+    backend.forward_backward(batch, old_logprobs=None, num_tokens=3.0, loss=LossConfig())
     backend.optim_step()
     assert eng.llm.events == [("sleep", 1)]  # asleep through the whole update
     backend.sync_sampler()
