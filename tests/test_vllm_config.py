@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 from aimo3_recipe.exceptions import ConfigError, MissingDependencyError
-from aimo3_recipe.rl.config import LossConfig
 from aimo3_recipe.inference.vllm_config import (
     RolloutVLLMConfig,
     VLLMConfig,
@@ -23,6 +22,7 @@ from aimo3_recipe.inference.vllm_config import (
     vllm_config_of,
     vllm_version,
 )
+from aimo3_recipe.rl.config import LossConfig
 
 vllm = pytest.importorskip("vllm")
 
