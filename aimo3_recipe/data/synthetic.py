@@ -3,8 +3,8 @@
 This is the embedded default dataset: it needs no hub, every answer is exact, and every
 TIR solution's ```python block really runs and prints exactly what its ```output block says
 (the tests execute all of them). Kinds: arithmetic, fractions, linear equations, modular
-arithmetic, gcd/lcm, counting, word problems; difficulty 1-3 scales the numbers and the
-number of steps. Each kind has several phrasings, because a model trained on one phrasing
+arithmetic, gcd/lcm, counting, word problems, two-step stories (stories.py); difficulty 1-3
+scales the numbers and the number of steps. Each kind has several phrasings, because a model trained on one phrasing
 sends an unseen one down the wrong template.
 
 Determinism: item i is drawn from its own RNG seeded by (seed, i), so the first n items of
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from aimo3_recipe.data.records import MathRecord
+from aimo3_recipe.data.stories import story
 
 SOURCE = "synthetic"
 
@@ -557,6 +558,12 @@ def _word_problem(rng: random.Random, d: int) -> _Item:
                  str(ans), f"The code gives {ans}.")
 
 
+def _story(rng: random.Random, d: int) -> _Item:
+    s = story(rng, d)  # stories.py: two-step stories told many ways
+    return _Item(s.problem, s.steps, s.answer, "Let me set up the quantities in Python.",
+                 s.code, s.answer, f"The code gives {s.answer}.")
+
+
 GENERATORS: dict[str, Callable[[random.Random, int], _Item]] = {
     "arithmetic": _arithmetic,
     "fractions": _fractions,
@@ -565,6 +572,7 @@ GENERATORS: dict[str, Callable[[random.Random, int], _Item]] = {
     "gcd_lcm": _gcd_lcm,
     "counting": _counting,
     "word_problem": _word_problem,
+    "story": _story,
 }
 KINDS = tuple(GENERATORS)
 
