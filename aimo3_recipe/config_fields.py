@@ -66,3 +66,11 @@ class SampleLogFields:
     save_samples: bool = False  # write sampled rollouts to samples.jsonl
     sample_save_rate: float = 0.01  # fraction of rollouts written there
     samples_filename: str = "samples.jsonl"  # file name for saved samples
+
+
+@dataclass
+class EdgeFilterFields:
+    """Local RL: train on problems at the edge of the start policy's ability (rl/edge_filter.py)."""
+
+    edge_filter_samples: int = 0  # before RL, rollouts per candidate problem (0: no filter)
+    edge_filter_problems: int = 0  # candidates the filter tries (0: every training problem)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from aimo3_recipe.config_fields import (
     DataFields,
+    EdgeFilterFields,
     LoraFields,
     PolicyUpdateFields,
     RewardFields,
@@ -36,7 +37,8 @@ STAGES = ("cot", "tir", "rl", "full")
 
 
 @dataclass
-class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields):
+class RLFields(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields,
+               EdgeFilterFields):
     """The RL stage's part of the `train.py` command line (the RL loop's own settings, e.g.
     its clip range, are in rl/config.py)."""
 
@@ -88,6 +90,10 @@ class PipelineFields:
     pipeline_eval_problems: int = 100  # held-out problems each model answers (0: no comparison)
     pipeline_sc: int = 4  # samples per problem for the SC@N column
     pipeline_eval_tokens: int = 384  # generation length of the comparison
+    pipeline_story_problems: int = 0  # story problems per held-out part (tuning, locked); 0: none
+    cot_max_samples: int = 0  # SFT-CoT examples in --stage full (0: max_samples); short where
+    # CoT shows no gain (the CPU demo)
+    rl_lora_rank: int = 0  # RL in --stage full trains a LoRA adapter of this rank (0: use_lora)
 
 
 @dataclass

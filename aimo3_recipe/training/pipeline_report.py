@@ -4,6 +4,10 @@
 - `plots/sft_loss.png`: training loss over steps, one line per SFT stage;
 - `plots/rl.png`: mean reward per RL step and held-out accuracy at the RL evaluations;
 - `plots/accuracy.png`: held-out accuracy of each model (greedy and SC@N) with 95% intervals.
+
+Below the table, each stage's gain over the model it started from, paired on the same
+problems (stage_gains.py), per held-out part (the locked story problems on their own rows),
+and which stages showed no gain.
 """
 
 from __future__ import annotations
@@ -36,14 +40,40 @@ def _fmt(x: float | None, ci: list[float] | None) -> str:
     return f"{100 * x:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else f"{100 * x:.1f}"
 
 
+def paired_gains(out: Path, names, parts: dict[str, str], seed: int = 0):
+    """Each stage's paired gains (stage_gains.py) from the models' samples.jsonl."""
+    from aimo3_recipe.training.stage_gains import problem_scores, stage_gains
+
+    scores = {}
+    for name in names:
+        path = out / "eval" / name / "samples.jsonl"
+        if path.is_file():
+            scores[name] = problem_scores(json.loads(line) for line in
+                                          path.read_text().splitlines() if line.strip())
+    return stage_gains(scores, parts, seed=seed)
+
+
 def write_pipeline_report(out: Path, config, record: dict[str, Any],
-                          results: dict[str, dict[str, Any]], eval_seconds: float) -> dict:
+                          results: dict[str, dict[str, Any]], eval_seconds: float, *,
+                          parts: dict[str, str] | None = None) -> dict:
+    """Table, gains, plots and pipeline_results.json. `parts`: problem id -> held-out part."""
+    from aimo3_recipe.evaluation.paired import format_gain
+    from aimo3_recipe.training.stage_gains import gains_markdown, unproven_stages
+
     sc = config.pipeline_sc
     rows = {name: headline(res, sc) for name, res in results.items()}
     stages = record.get("stages", {})
+    gains = paired_gains(out, results, parts or {}, seed=config.seed)
+    unproven = unproven_stages(gains)
     summary = {"base_model": record.get("base_model"), "held_out_problems": rows["base"]["n"],
                "models": rows, "stage_seconds": {s: stages[s]["seconds"] for s in stages},
-        "eval_seconds": eval_seconds}
+               "eval_seconds": eval_seconds,
+               "gains": [{"stage": g.after, "against": g.before, "part": g.part,
+                          "metric": g.metric, "n": g.gain.n, "gain": g.gain.gain,
+                          "ci": list(g.gain.ci), "worse": g.gain.worse,
+                          "better": g.gain.better, "p_value": g.gain.p_value,
+                          "verdict": g.gain.verdict} for g in gains],
+               "stages_without_shown_gain": unproven}
     (out / "pipeline_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     plots = _plots(out, rows, sc)
     lines = ["# aimo3-recipe: the whole recipe, measured", "",
@@ -63,10 +93,32 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                      f"{'-' if boxed is None else f'{100 * boxed:.0f}%'} | "
                      f"{'-' if secs is None else f'{secs / 60:.1f} min'} |")
     lines += ["", f"Evaluation of all models: {eval_seconds / 60:.1f} min.", ""]
+    if gains:
+        lines += ["## What each stage gained, paired on the same problems", "",
+                  ("Gain in points with a 95% paired-bootstrap interval; worse / better count "
+                   "the problems that only the earlier / only the later model solved (McNemar's "
+                   "exact test on those). The locked part of the story problems is never "
+                   "looked at when choosing a preset's settings."), "",
+                  *gains_markdown(gains, LABELS, sc), ""]
+        if unproven:
+            lines += [f"No gain shown (greedy or SC@{sc}, all problems) by: "
+                      + ", ".join(LABELS[s] for s in unproven)
+                      + ". On this many problems such a stage does not earn its minutes here.",
+                      ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     _print_table(rows, stages, sc)
+    _print_gains(gains, format_gain)
     return summary
+
+
+def _print_gains(gains, format_gain) -> None:
+    from aimo3_recipe.utils.notice import notice
+
+    for g in gains:
+        if g.metric == "greedy" and g.part in ("all", "stories (locked)"):
+            notice(f"[gain] {LABELS[g.after]} vs {LABELS[g.before]}, {g.part} (n={g.gain.n}, "
+                   f"greedy): {format_gain(g.gain)}")
 
 
 def _print_table(rows, stages, sc) -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aimo3_recipe.config_fields import LoraFields
+from aimo3_recipe.config_fields import EdgeFilterFields, LoraFields
 from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.rl.config import GRPOConfig
@@ -30,7 +30,7 @@ __all__ = ["MathRewardFunction", "RLMathConfig", "RLMathTrainer", "main"]
 
 
 @dataclass
-class RLMathConfig(GRPOConfig, LoraFields):
+class RLMathConfig(GRPOConfig, LoraFields, EdgeFilterFields):
     """The local RL stage: the algorithm's settings (GRPOConfig) plus where and how to train."""
 
     model_name_or_path: str = "default"  # the policy to start from (SFT output, hub id, 'default')
@@ -49,6 +49,10 @@ class RLMathConfig(GRPOConfig, LoraFields):
 
         super().__post_init__()
         self.use_vllm = parse_use_vllm(self.use_vllm)
+        if self.edge_filter_samples == 1 or self.edge_filter_samples < 0:
+            raise ConfigError(f"edge_filter_samples must be 0 (off) or >= 2 (a pass rate "
+                              f"strictly between 0 and 1 needs two rollouts); got "
+                              f"{self.edge_filter_samples}")
 
 
 def _as_records(dataset: Any) -> list[MathRecord]:
@@ -139,6 +143,10 @@ class RLMathTrainer:
             for log in ("metrics.jsonl", cfg.samples_filename):
                 trim_jsonl(run / log, start)
             notice(f"RL resumes from {path} (step {start} of {cfg.num_steps})")
+        if cfg.edge_filter_samples > 0:
+            from aimo3_recipe.rl.edge_filter import edge_problems
+
+            problems = edge_problems(cfg, backend, problems, self.reward_fn, run)
         logger = MetricsLogger(run, cfg.report_to, resume=start > 0,
                                config={"rl": cfg, "num_problems": len(problems),
                                        "num_eval_problems": len(evals)})
