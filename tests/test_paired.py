@@ -30,7 +30,10 @@ def test_discordant_counts_and_means():
 def test_identical_models_show_no_change():
     scores = [1, 0, 1, 1, 0, 0, 1, 0]
     g = paired_gain(scores, scores)
-    assert g.gain == 0 and g.ci == (0.0, 0.0) and g.p_value == 1.0
+    # not [0, 0]: 0 of 8 changed bounds the change by Wilson's upper limit, z^2/(n+z^2)
+    z2 = 1.959964 ** 2
+    assert g.ci == pytest.approx((-z2 / (8 + z2), z2 / (8 + z2)), abs=1e-5)
+    assert g.gain == 0 and g.p_value == 1.0
     assert g.verdict == "no change shown"
 
 

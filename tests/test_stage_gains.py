@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from aimo3_recipe.training.stage_gains import (gains_markdown, problem_scores, stage_gains,
-                                               unproven_stages)
+from aimo3_recipe.training.stage_gains import (gains_markdown, part_accuracy, problem_scores,
+                                               stage_gains, unproven_stages)
 
 
 def _recs(greedy: dict[str, bool], sampled: dict[str, list[tuple[str, bool]]]) -> list[dict]:
@@ -51,3 +51,14 @@ def test_a_stage_without_a_shown_gain_is_named():
     better = {"greedy": {p: float(i % 3 == 0 or i < 30) for i, p in enumerate(ids)}}
     rows = stage_gains({"base": flat, "cot": flat, "tir": better}, {})
     assert unproven_stages(rows) == ["cot"]
+
+
+def test_part_accuracy_and_the_sc_column_only_when_sampled():
+    scores = {"base": {"greedy": {"a": 1.0, "b": 0.0, "c": 0.0}, "sc": {}},
+              "tir": {"greedy": {"a": 1.0, "b": 1.0, "c": 0.0}, "sc": {}}}
+    parts = {"a": "skills", "b": "stories (locked)", "c": "stories (locked)"}
+    acc = part_accuracy(scores, parts)
+    assert acc["tir"] == {"all": (pytest.approx(2 / 3), 3), "skills": (1.0, 1),
+                          "stories (locked)": (0.5, 2)}
+    lines = gains_markdown(stage_gains(scores, parts, comparisons=[("tir", "base")]), {}, sc=0)
+    assert "SC@" not in lines[0] and lines[0].count("gain [95% interval]") == 1

@@ -9,7 +9,8 @@ is measured per problem (after minus before) and tested on the pairs:
   <= min(b, c)), capped at 1;
 - a paired bootstrap interval of the mean per-problem difference (problems resampled with
   replacement, seeded), which also covers fractional scores such as a majority vote's 1/t
-  for a t-way tie.
+  for a t-way tie. When no problem changed, the bootstrap would collapse to [0, 0]; the
+  interval is then +-(Wilson upper bound of 0 changed out of n).
 
 A gain "is shown" when its interval lies above 0 (a loss when it lies below); otherwise the
 report says the stage cannot show a gain on this many problems. Limits: the interval is a
@@ -23,7 +24,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from aimo3_recipe.evaluation.metrics import bootstrap_interval
+from aimo3_recipe.evaluation.metrics import bootstrap_interval, wilson_interval
 
 
 def mcnemar_exact(b: int, c: int) -> float:
@@ -74,8 +75,14 @@ def paired_gain(before_P: Sequence[float], after_P: Sequence[float], *,
     diff_P = [float(a) - float(b) for b, a in zip(before_P, after_P)]
     worse = sum(d < 0 for d in diff_P)
     better = sum(d > 0 for d in diff_P)
-    lo, hi = bootstrap_interval(diff_P, confidence=confidence, num_resamples=num_resamples,
-                                seed=seed)
+    if worse == better == 0:
+        # no problem changed: the bootstrap would collapse to [0, 0] and claim certainty
+        # from any n; the share of problems that could have changed is bounded by Wilson's
+        bound = wilson_interval(0, n, confidence)[1]
+        lo, hi = -bound, bound
+    else:
+        lo, hi = bootstrap_interval(diff_P, confidence=confidence,
+                                    num_resamples=num_resamples, seed=seed)
     before, after = sum(map(float, before_P)) / n, sum(map(float, after_P)) / n
     return PairedGain(n, before, after, after - before, (lo, hi), worse, better,
                       mcnemar_exact(worse, better))

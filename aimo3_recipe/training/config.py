@@ -88,7 +88,7 @@ class PipelineFields:
     """`--stage full` only: the held-out comparison of the base model and every stage."""
 
     pipeline_eval_problems: int = 100  # held-out problems each model answers (0: no comparison)
-    pipeline_sc: int = 4  # samples per problem for the SC@N column
+    pipeline_sc: int = 4  # samples per problem for the SC@N column (0: greedy only)
     pipeline_eval_tokens: int = 384  # generation length of the comparison
     pipeline_story_problems: int = 0  # story problems per held-out part (tuning, locked); 0: none
     cot_max_samples: int = 0  # SFT-CoT examples in --stage full (0: max_samples); short where

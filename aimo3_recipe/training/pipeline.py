@@ -58,6 +58,7 @@ def run_full(config, run_stage) -> Path:
     record = load_record(out)
     record["base_model"] = config.base_model
     model = config.base_model
+    t_start = time.time()
     for i, stage in enumerate(STAGE_ORDER, 1):
         entry = record["stages"].get(stage)
         if _finished(entry):
@@ -65,7 +66,8 @@ def run_full(config, run_stage) -> Path:
                    f"({entry['seconds']:.0f} s) -> {entry['model']}; skipped")
             model = entry["model"]
             continue
-        notice(f"[full {i}/3] {stage}: starting from {model}")
+        notice(f"[full {i}/3] {stage}: starting from {model} "
+               f"({(time.time() - t_start) / 60:.1f} min so far)")
         t0 = time.time()
         done = run_stage(stage, dataclasses.replace(config, base_model=str(model),
                                                     **stage_overrides(config, stage)))
@@ -146,9 +148,11 @@ def _evaluate_one(config, name: str, model: str, bench: Path, engine):
     from aimo3_recipe.inference.hf_engine import HFEngine
     from aimo3_recipe.models import resolve_model_path
 
+    voted = "majority_vote" if EVAL_MODE[name] == "cot" else "tir"
     cfg = EvalConfig(model=str(model), benchmark=str(bench),
-                     strategy="majority_vote" if EVAL_MODE[name] == "cot" else "tir",
-                     mode=EVAL_MODE[name], num_samples=config.pipeline_sc,
+                     # pipeline_sc 0: greedy only (the CPU demo: more problems, fewer samples)
+                     strategy=voted if config.pipeline_sc > 0 else "greedy",
+                     mode=EVAL_MODE[name], num_samples=max(config.pipeline_sc, 1),
                      max_new_tokens=config.pipeline_eval_tokens, temperature=0.7, top_p=1.0,
                      use_vllm=config.use_vllm, device=config.device, seed=config.seed,
                      output_dir=str(Path(config.output_dir) / "eval" / name),

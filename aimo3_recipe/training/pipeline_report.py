@@ -40,9 +40,9 @@ def _fmt(x: float | None, ci: list[float] | None) -> str:
     return f"{100 * x:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else f"{100 * x:.1f}"
 
 
-def paired_gains(out: Path, names, parts: dict[str, str], seed: int = 0):
-    """Each stage's paired gains (stage_gains.py) from the models' samples.jsonl."""
-    from aimo3_recipe.training.stage_gains import problem_scores, stage_gains
+def load_scores(out: Path, names) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-problem scores of each evaluated model (stage_gains.problem_scores)."""
+    from aimo3_recipe.training.stage_gains import problem_scores
 
     scores = {}
     for name in names:
@@ -50,7 +50,26 @@ def paired_gains(out: Path, names, parts: dict[str, str], seed: int = 0):
         if path.is_file():
             scores[name] = problem_scores(json.loads(line) for line in
                                           path.read_text().splitlines() if line.strip())
-    return stage_gains(scores, parts, seed=seed)
+    return scores
+
+
+def _part_lines(acc: dict[str, dict[str, tuple[float, int]]]) -> list[str]:
+    from aimo3_recipe.evaluation.metrics import wilson_interval
+
+    names = [n for n in ORDER if n in acc]
+    cols = sorted({p for n in names for p in acc[n] if p != "all"})
+    if not cols:
+        return []
+    lines = ["## Greedy accuracy by held-out part", "",
+             "| model | " + " | ".join(f"{c} (n={acc[names[0]][c][1]})" for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for n in names:
+        cells = []
+        for c in cols:
+            x, k = acc[n].get(c, (None, 0))
+            cells.append("-" if x is None else _fmt(x, list(wilson_interval(x * k, k))))
+        lines.append(f"| {LABELS[n]} | " + " | ".join(cells) + " |")
+    return lines + [""]
 
 
 def write_pipeline_report(out: Path, config, record: dict[str, Any],
@@ -58,13 +77,16 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                           parts: dict[str, str] | None = None) -> dict:
     """Table, gains, plots and pipeline_results.json. `parts`: problem id -> held-out part."""
     from aimo3_recipe.evaluation.paired import format_gain
-    from aimo3_recipe.training.stage_gains import gains_markdown, unproven_stages
+    from aimo3_recipe.training.stage_gains import (gains_markdown, part_accuracy, stage_gains,
+                                                   unproven_stages)
 
     sc = config.pipeline_sc
     rows = {name: headline(res, sc) for name, res in results.items()}
     stages = record.get("stages", {})
-    gains = paired_gains(out, results, parts or {}, seed=config.seed)
+    scores = load_scores(out, results)
+    gains = stage_gains(scores, parts or {}, seed=config.seed)
     unproven = unproven_stages(gains)
+    by_part = part_accuracy(scores, parts or {})
     summary = {"base_model": record.get("base_model"), "held_out_problems": rows["base"]["n"],
                "models": rows, "stage_seconds": {s: stages[s]["seconds"] for s in stages},
                "eval_seconds": eval_seconds,
@@ -73,14 +95,17 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                           "ci": list(g.gain.ci), "worse": g.gain.worse,
                           "better": g.gain.better, "p_value": g.gain.p_value,
                           "verdict": g.gain.verdict} for g in gains],
-               "stages_without_shown_gain": unproven}
+               "stages_without_shown_gain": unproven,
+               "greedy_by_part": by_part}
     (out / "pipeline_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     plots = _plots(out, rows, sc)
+    sc_head = f"SC@{sc}" if sc > 0 else "SC (not run)"
     lines = ["# aimo3-recipe: the whole recipe, measured", "",
              (f"Base model `{record.get('base_model')}`; held-out problems phrased unlike the "
-             f"training generator's templates (data/heldout.py), n = {rows['base']['n']}. "
-             f"Accuracy in % with 95% intervals (greedy: Wilson; SC@{sc}: bootstrap)."), "",
-             f"| model | prompt | greedy | SC@{sc} | boxed (greedy) | stage wall time |",
+             f"training generator's templates (data/heldout.py; story problems: "
+             f"data/heldout_stories.py), n = {rows['base']['n']}. "
+             f"Accuracy in % with 95% intervals (greedy: Wilson; SC@N: bootstrap)."), "",
+             f"| model | prompt | greedy | {sc_head} | boxed (greedy) | stage wall time |",
              "|---|---|---|---|---|---|"]
     for name in ORDER:
         if name not in rows:
@@ -93,6 +118,10 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                      f"{'-' if boxed is None else f'{100 * boxed:.0f}%'} | "
                      f"{'-' if secs is None else f'{secs / 60:.1f} min'} |")
     lines += ["", f"Evaluation of all models: {eval_seconds / 60:.1f} min.", ""]
+    if getattr(config, "cot_max_samples", 0) > 0:
+        lines += [f"SFT-CoT was kept short on purpose ({config.cot_max_samples} examples, "
+                  "`cot_max_samples`): in this preset it has not shown a gain.", ""]
+    lines += _part_lines(by_part)
     if gains:
         lines += ["## What each stage gained, paired on the same problems", "",
                   ("Gain in points with a 95% paired-bootstrap interval; worse / better count "
@@ -101,7 +130,7 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                    "looked at when choosing a preset's settings."), "",
                   *gains_markdown(gains, LABELS, sc), ""]
         if unproven:
-            lines += [f"No gain shown (greedy or SC@{sc}, all problems) by: "
+            lines += ["No gain shown (all problems, any metric) by: "
                       + ", ".join(LABELS[s] for s in unproven)
                       + ". On this many problems such a stage does not earn its minutes here.",
                       ""]

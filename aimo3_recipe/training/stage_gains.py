@@ -74,20 +74,40 @@ def stage_gains(scores: Mapping[str, Mapping[str, Mapping[str, float]]],
     return rows
 
 
+def part_accuracy(scores: Mapping[str, Mapping[str, Mapping[str, float]]],
+                  parts: Mapping[str, str], metric: str = "greedy"
+                  ) -> dict[str, dict[str, tuple[float, int]]]:
+    """{model: {part: (mean score, n)}} over each held-out part ("all" included)."""
+    out: dict[str, dict[str, tuple[float, int]]] = {}
+    for model, by_metric in scores.items():
+        per = by_metric.get(metric) or {}
+        groups: dict[str, list[float]] = defaultdict(list)
+        for pid, x in per.items():
+            groups["all"].append(x)
+            if pid in parts:
+                groups[parts[pid]].append(x)
+        out[model] = {part: (sum(xs) / len(xs), len(xs)) for part, xs in groups.items()}
+    return out
+
+
 def gains_markdown(rows: Sequence[GainRow], labels: Mapping[str, str], sc: int) -> list[str]:
-    """The report's gains table: one line per (comparison, part), greedy and SC@N side by side."""
+    """The report's gains table: one line per (comparison, part), greedy and SC@N side by side
+    (the SC@N column only when samples were drawn)."""
     if not rows:
         return []
+    metrics = [m for m in METRICS if any(r.metric == m for r in rows)]
+    title = {"greedy": "greedy", "sc": f"SC@{sc}"}
     cells: dict[tuple[str, str, str], dict[str, PairedGain]] = defaultdict(dict)
     for r in rows:
         cells[(r.after, r.before, r.part)][r.metric] = r.gain
-    out = ["| stage | against | held-out part | n | greedy: gain [95% interval] | "
-           f"SC@{sc}: gain [95% interval] |", "|---|---|---|---|---|---|"]
+    out = ["| stage | against | held-out part | n | "
+           + " | ".join(f"{title[m]}: gain [95% interval]" for m in metrics) + " |",
+           "|---|---|---|---|" + "---|" * len(metrics)]
     for (after, before, part), by_metric in cells.items():
         n = next(iter(by_metric.values())).n
         out.append(f"| {labels.get(after, after)} | {labels.get(before, before)} | {part} | {n} | "
                    + " | ".join(format_gain(by_metric[m]) if m in by_metric else "-"
-                                for m in METRICS) + " |")
+                                for m in metrics) + " |")
     return out
 
 
