@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from aimo3_recipe.training.stage_gains import (gains_markdown, part_accuracy, problem_scores,
-                                               stage_gains, unproven_stages)
+from aimo3_recipe.training.stage_gains import (
+    gains_markdown,
+    part_accuracy,
+    problem_scores,
+    stage_gains,
+    unproven_stages,
+)
 
 
 def _recs(greedy: dict[str, bool], sampled: dict[str, list[tuple[str, bool]]]) -> list[dict]:

@@ -1,4 +1,5 @@
-"""Two-step story problems for the offline generator (synthetic.py's kind "story").
+"""Story problems for the offline generator: the two-step stories of kind "story" (`story`),
+and the original fixed-phrasing word problems of kind "word_problem" (`word_problem`).
 
 Why: a model trained on a few fixed sentences learns the sentences, not the situation (issue
 25: 90% on direct computations, 4% on story problems phrased another way). So each skill here
@@ -235,11 +236,106 @@ def _averages(t: _Teller, d: int) -> Story:
              + f".{t.distractor(name)}")
     q = (f"What must {pron} score on test number {t.num(k)} to average exactly {mean} over "
          f"all {t.num(k)}?")
-    steps = [f"An average of {mean} over {k} tests needs ${mean} \\times {k} = {mean * k}$ "
-             "points.", f"So far ${sum(done)}$, so {pron} needs ${mean * k} - {sum(done)} = "
-             f"{last}$."]
+    steps = [(f"An average of {mean} over {k} tests needs ${mean} \\times {k} = {mean * k}$ "
+             "points."), (f"So far ${sum(done)}$, so {pron} needs ${mean * k} - {sum(done)} = "
+             f"{last}$.")]
     code = f"scores = {done}\nprint({mean} * {k} - sum(scores))"
     return Story(f"{facts} {q}", steps, str(last), code)
+
+
+_WORD_PEOPLE = PEOPLE[:10]  # word_problem's people (its output stays as it was)
+_ITEMS = ["notebooks", "pens", "apples", "tickets", "muffins", "stickers", "comic books"]
+
+
+def word_problem(rng: random.Random, d: int) -> Story:
+    """The generator's original word problems (kind word_problem): shopping and change,
+    distance, sharing, production and sales, ages; fixed phrasings, kept as they were."""
+    (name, pron), (name2, _) = rng.sample(_WORD_PEOPLE, 2)
+    scale = {1: 1, 2: 3, 3: 8}[d]
+    kind = rng.randint(0, 4)
+    if kind == 0:  # shopping and change
+        item = rng.choice(_ITEMS)
+        n, price = rng.randint(2, 6 * scale), rng.randint(2, 5 * scale)
+        cost = n * price
+        paid = (cost // 10 + 1 + rng.randint(0, 3)) * 10
+        ans = paid - cost
+        problem = rng.choice([
+            (f"{name} buys {n} {item} at ${price} each and pays with ${paid}. How much change "
+            f"does {pron} get, in dollars?"),
+            (f"{item.capitalize()} cost ${price} each. {name} buys {n} of them and hands the "
+            f"cashier ${paid}. How many dollars of change should {pron} receive?"),
+            (f"How much change, in dollars, does {name} get from ${paid} after buying {n} "
+            f"{item} that cost ${price} apiece?")])
+        steps = [f"The {item} cost ${n} \\times {price} = {cost}$ dollars.",
+                 f"The change is ${paid} - {cost} = {ans}$ dollars."]
+        code = (f"items = {n}\nprice = {price}\npaid = {paid}\n"
+                "change = paid - items * price\nprint(change)")
+    elif kind == 1:  # distance
+        s, t = rng.randint(3, 12) * 5, rng.randint(2, 2 + scale)
+        s2, t2 = rng.randint(3, 12) * 5, rng.randint(1, 1 + scale)
+        vehicle = rng.choice(["car", "train", "bus", "cyclist"])
+        if d == 1:
+            ans = s * t
+            problem = rng.choice([(f"A {vehicle} travels at {s} km per hour for {t} hours. How "
+                                  f"many kilometres does it cover?"),
+                                  (f"How far, in km, does a {vehicle} going {s} km/h travel in "
+                                  f"{t} hours?")])
+            steps = [f"Distance is speed times time: ${s} \\times {t} = {ans}$ km."]
+            code = f"speed = {s}\nhours = {t}\nprint(speed * hours)"
+        else:
+            ans = s * t + s2 * t2
+            problem = rng.choice([
+                (f"A {vehicle} travels at {s} km/h for {t} hours, then at {s2} km/h for {t2} "
+                f"hours. How many kilometres does it travel in total?"),
+                (f"For {t} hours a {vehicle} goes {s} km per hour; after that it goes {s2} km "
+                f"per hour for {t2} hours. What total distance, in km, does it cover?")])
+            steps = [f"First part: ${s} \\times {t} = {s * t}$ km.",
+                     f"Second part: ${s2} \\times {t2} = {s2 * t2}$ km.",
+                     f"Total: ${s * t} + {s2 * t2} = {ans}$ km."]
+            code = (f"first = {s} * {t}\nsecond = {s2} * {t2}\nprint(first + second)")
+    elif kind == 2:  # sharing equally
+        k, each, keep = rng.randint(2, 6 + scale), rng.randint(2, 5 * scale), 0
+        item = rng.choice(_ITEMS)
+        if d > 1:
+            keep = rng.randint(1, 10 * scale)
+        total = k * each + keep
+        ans = each
+        keep_txt = f" keeps {keep} for {'herself' if pron == 'she' else 'himself'} and" \
+            if keep else ""
+        rest = "the rest" if keep else "them"
+        problem = rng.choice([
+            (f"{name} has {total} {item}. {pron.capitalize()}{keep_txt} shares {rest} equally "
+            f"among {k} friends. How many {item} does each friend get?"),
+            (f"{total} {item} belong to {name}, who{keep_txt} splits {rest} evenly between "
+            f"{k} friends. How many does each friend receive?")])
+        steps = ([f"After keeping {keep}, ${total} - {keep} = {total - keep}$ remain."]
+                 if keep else [])
+        steps.append(f"Each friend gets ${total - keep} \\div {k} = {ans}$.")
+        code = f"total = {total}\nkept = {keep}\nfriends = {k}\nprint((total - kept) // friends)"
+    elif kind == 3:  # eggs / production and sales
+        lay, use, price = rng.randint(10, 20 * scale), rng.randint(1, 5), rng.randint(2, 4 * scale)
+        lay = max(lay, use + 2)
+        ans = (lay - use) * price
+        problem = rng.choice([
+            (f"{name}'s hens lay {lay} eggs a day. {pron.capitalize()} uses {use} of them and "
+            f"sells the rest for ${price} each. How many dollars does {pron} make each day?"),
+            (f"Every day a farm collects {lay} eggs, keeps {use}, and sells the others at "
+            f"${price} per egg. What is the farm's daily income from eggs, in dollars?")])
+        steps = [f"Eggs sold: ${lay} - {use} = {lay - use}$.",
+                 f"Income: ${lay - use} \\times {price} = {ans}$ dollars."]
+        code = f"laid = {lay}\nused = {use}\nprice = {price}\nprint((laid - used) * price)"
+    else:  # ages
+        age, times, later = rng.randint(3, 8 + scale), rng.randint(2, 4), rng.randint(2, 5 * scale)
+        ans = age * times + later
+        problem = rng.choice([
+            (f"{name} is {age} years old. {name2} is {times} times as old as {name}. How old "
+            f"will {name2} be in {later} years?"),
+            (f"{name2}'s age is {times} times {name}'s age, and {name} is {age}. What will "
+            f"{name2}'s age be {later} years from now?")])
+        steps = [f"{name2} is now ${times} \\times {age} = {age * times}$ years old.",
+                 f"In {later} years: ${age * times} + {later} = {ans}$."]
+        code = f"age = {age}\nnow = {times} * age\nprint(now + {later})"
+    return Story(problem, steps, str(ans), code)
 
 
 SKILLS: dict[str, Callable[[_Teller, int], Story]] = {

@@ -77,8 +77,12 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                           parts: dict[str, str] | None = None) -> dict:
     """Table, gains, plots and pipeline_results.json. `parts`: problem id -> held-out part."""
     from aimo3_recipe.evaluation.paired import format_gain
-    from aimo3_recipe.training.stage_gains import (gains_markdown, part_accuracy, stage_gains,
-                                                   unproven_stages)
+    from aimo3_recipe.training.stage_gains import (
+        gains_markdown,
+        part_accuracy,
+        stage_gains,
+        unproven_stages,
+    )
 
     sc = config.pipeline_sc
     rows = {name: headline(res, sc) for name, res in results.items()}
@@ -119,8 +123,8 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                      f"{'-' if secs is None else f'{secs / 60:.1f} min'} |")
     lines += ["", f"Evaluation of all models: {eval_seconds / 60:.1f} min.", ""]
     if getattr(config, "cot_max_samples", 0) > 0:
-        lines += [f"SFT-CoT was kept short on purpose ({config.cot_max_samples} examples, "
-                  "`cot_max_samples`): in this preset it has not shown a gain.", ""]
+        lines += [(f"SFT-CoT was kept short on purpose ({config.cot_max_samples} examples, "
+                  "`cot_max_samples`): in this preset it has not shown a gain."), ""]
     lines += _part_lines(by_part)
     if gains:
         lines += ["## What each stage gained, paired on the same problems", "",
