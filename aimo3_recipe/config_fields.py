@@ -4,7 +4,8 @@ built from (config.py explains the tree):
     DataFields, SFTFields                  the `sft` section (training/config.py: SFTConfig)
     DataFields, RolloutFields,             the `rl` section (rl/config.py: GRPOConfig), held by
     PolicyUpdateFields, RewardFields,      train.py's TrainConfig, RLMathConfig and the Tinker
-    RLEvalFields, SampleLogFields          config alike
+    RLEvalFields, SampleLogFields,         config alike
+    EdgeFilterFields
     LoraFields, LocalModelFields           run-wide fields at the top of the entry points
 
 A section is a dataclass inheriting the groups it reads plus its own fields, so a setting has
@@ -87,3 +88,11 @@ class SampleLogFields:
     save_samples: bool = False  # write sampled rollouts to samples.jsonl
     sample_save_rate: float = 0.01  # fraction of rollouts written there
     samples_filename: str = "samples.jsonl"  # file name for saved samples
+
+
+@dataclass
+class EdgeFilterFields:
+    """Local RL: train on problems at the edge of the start policy's ability (rl/edge_filter.py)."""
+
+    edge_filter_samples: int = 0  # before RL, rollouts per candidate problem (0: no filter)
+    edge_filter_problems: int = 0  # candidates the filter tries (0: every training problem)

@@ -19,7 +19,8 @@ ARGS = ["--max-samples", "12", "--sft.num-epochs", "1", "--sft.max-seq-length", 
         "--sft.learning-rate", "1e-3", "--rl.num-steps", "3", "--rl.batch-size", "2",
         "--rl.group-size", "2", "--rl.max-new-tokens", "12", "--rl.learning-rate", "1e-3",
         "--rl.temperature", "1.0", "--eval-samples", "2", "--sft.save-steps", "1",
-        "--rl.save-steps", "1", "--pipeline.eval-problems", "6", "--pipeline.sc", "2",
+        "--rl.save-steps", "1", "--pipeline.eval-problems", "6", "--pipeline.story-problems", "2",
+        "--pipeline.sc", "2",
         "--pipeline.eval-tokens", "16", "--device", "cpu", "--use-vllm", "false",
         "--dataset", "synthetic"]
 
@@ -63,11 +64,17 @@ def test_full_pipeline_kill_in_rl_then_rerun(tmp_path, tiny_model_dir):
     summary = json.loads((out / "pipeline_results.json").read_text())
     assert set(summary["models"]) == {"base", "cot", "tir", "rl"}
     for row in summary["models"].values():
-        assert row["n"] == 6 and 0 <= row["greedy"] <= 1 and len(row["greedy_ci"]) == 2
+        assert row["n"] == 6 + 2 * 2 and 0 <= row["greedy"] <= 1 and len(row["greedy_ci"]) == 2
         assert "sc@2" in row
     assert summary["models"]["tir"]["mode"] == "tir" and summary["models"]["cot"]["mode"] == "cot"
     report = (out / "report.md").read_text()
     assert "after SFT-TIR" in report and "SC@2" in report
+    # paired gains: every stage against its start and RL against base, per part and overall
+    gains = {(g["stage"], g["against"], g["part"], g["metric"]): g for g in summary["gains"]}
+    for pair in (("cot", "base"), ("tir", "cot"), ("rl", "tir"), ("rl", "base")):
+        assert gains[(*pair, "all", "greedy")]["n"] == 10
+        assert gains[(*pair, "stories (locked)", "sc")]["n"] == 2
+    assert "| after RL | after SFT-TIR | stories (locked) | 2 |" in report
     for plot in ("sft_loss", "rl", "accuracy"):
         assert (out / "plots" / f"{plot}.png").stat().st_size > 1000
     # a third run finds everything done: no training, only the (resumed) comparison
@@ -76,3 +83,22 @@ def test_full_pipeline_kill_in_rl_then_rerun(tmp_path, tiny_model_dir):
                            check=False, timeout=600)
     assert again.returncode == 0 and "rl: finished in an earlier run" in again.stderr
     assert time.time() - t0 < 120
+
+
+def test_stage_overrides_shorten_cot_and_put_rl_on_lora():
+    from aimo3_recipe.training.config import TrainConfig
+    from aimo3_recipe.training.pipeline import heldout_bench, stage_overrides
+
+    from aimo3_recipe.training.config import PipelineConfig
+
+    cfg = TrainConfig(stage="full", use_lora=False, max_samples=320,
+                      pipeline=PipelineConfig(cot_max_samples=64, rl_lora_rank=16,
+                                              eval_problems=5, story_problems=3))
+    assert stage_overrides(cfg, "cot") == {"sft.max_samples": 64}
+    assert stage_overrides(cfg, "tir") == {}
+    assert stage_overrides(cfg, "rl") == {"use_lora": True, "lora_rank": 16, "lora_alpha": 32}
+    assert stage_overrides(TrainConfig(), "cot") == stage_overrides(TrainConfig(), "rl") == {}
+    rows, parts = heldout_bench(cfg)
+    assert len(rows) == 5 + 2 * 3 and len({r["id"] for r in rows}) == len(rows)
+    assert sorted(set(parts.values())) == ["skills", "stories (locked)", "stories (tuning)"]
+    assert sum(p == "stories (locked)" for p in parts.values()) == 3

@@ -132,3 +132,26 @@ def test_answers_verify_against_themselves(stratified):
     answer_extraction = pytest.importorskip("aimo3_recipe.evaluation.answer_extraction")
     for r in stratified:
         assert answer_extraction.verify_answer(last_boxed(r.solution), r.answer), r.answer
+
+
+def test_stories_vary_their_surface():
+    """Story problems come in many surfaces: every skill, names, number words, a number that
+    does not matter, and the question put first; the answer is the code's output."""
+    import random
+
+    from aimo3_recipe.data.stories import PEOPLE, SKILLS, _Teller
+
+    seen_skills, names, worded, distracted, question_first = set(), set(), 0, 0, 0
+    for i in range(700):
+        rng = random.Random(i)
+        skill = list(SKILLS)[i % len(SKILLS)]
+        s = SKILLS[skill](_Teller(rng), 1 + i % 3)
+        seen_skills.add(skill)
+        names |= {n for n, _ in PEOPLE if n in s.problem}
+        worded += bool(re.search(r"\b(two|three|four|five|six|seven|eight|nine|ten)\b",
+                                 s.problem))
+        distracted += bool(re.search(r"cousins|o'clock|houses|bag weighs", s.problem))
+        question_first += bool(re.match(r"(How|What)\b", s.problem))
+    assert seen_skills == set(SKILLS) and len(names) >= 20
+    assert worded > 70 and distracted > 100 and question_first > 40, (worded, distracted,
+                                                                      question_first)

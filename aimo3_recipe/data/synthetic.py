@@ -3,8 +3,8 @@
 This is the embedded default dataset: it needs no hub, every answer is exact, and every
 TIR solution's ```python block really runs and prints exactly what its ```output block says
 (the tests execute all of them). Kinds: arithmetic, fractions, linear equations, modular
-arithmetic, gcd/lcm, counting, word problems; difficulty 1-3 scales the numbers and the
-number of steps. Each kind has several phrasings, because a model trained on one phrasing
+arithmetic, gcd/lcm, counting, word problems, two-step stories (stories.py); difficulty 1-3
+scales the numbers and the number of steps. Each kind has several phrasings, because a model trained on one phrasing
 sends an unseen one down the wrong template.
 
 Determinism: item i is drawn from its own RNG seeded by (seed, i), so the first n items of
@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 
 from aimo3_recipe.data.records import MathRecord
+from aimo3_recipe.data.stories import Story, story, word_problem
 
 SOURCE = "synthetic"
 
@@ -461,100 +462,17 @@ def _counting(rng: random.Random, d: int) -> _Item:
 
 # ----------------------------------------------------------------------------- word problems
 
-_PEOPLE = [("Maya", "she"), ("Liam", "he"), ("Aisha", "she"), ("Kenji", "he"),
-           ("Sofia", "she"), ("Omar", "he"), ("Elena", "she"), ("Noah", "he"),
-           ("Priya", "she"), ("Lucas", "he")]
-_ITEMS = ["notebooks", "pens", "apples", "tickets", "muffins", "stickers", "comic books"]
+def _from_story(s: Story) -> _Item:
+    return _Item(s.problem, s.steps, s.answer, "Let me set up the quantities in Python.",
+                 s.code, s.answer, f"The code gives {s.answer}.")
 
 
 def _word_problem(rng: random.Random, d: int) -> _Item:
-    (name, pron), (name2, _) = rng.sample(_PEOPLE, 2)
-    scale = {1: 1, 2: 3, 3: 8}[d]
-    kind = rng.randint(0, 4)
-    if kind == 0:  # shopping and change
-        item = rng.choice(_ITEMS)
-        n, price = rng.randint(2, 6 * scale), rng.randint(2, 5 * scale)
-        cost = n * price
-        paid = (cost // 10 + 1 + rng.randint(0, 3)) * 10
-        ans = paid - cost
-        problem = rng.choice([
-            (f"{name} buys {n} {item} at ${price} each and pays with ${paid}. How much change "
-            f"does {pron} get, in dollars?"),
-            (f"{item.capitalize()} cost ${price} each. {name} buys {n} of them and hands the "
-            f"cashier ${paid}. How many dollars of change should {pron} receive?"),
-            (f"How much change, in dollars, does {name} get from ${paid} after buying {n} "
-            f"{item} that cost ${price} apiece?")])
-        steps = [f"The {item} cost ${n} \\times {price} = {cost}$ dollars.",
-                 f"The change is ${paid} - {cost} = {ans}$ dollars."]
-        code = (f"items = {n}\nprice = {price}\npaid = {paid}\n"
-                "change = paid - items * price\nprint(change)")
-    elif kind == 1:  # distance
-        s, t = rng.randint(3, 12) * 5, rng.randint(2, 2 + scale)
-        s2, t2 = rng.randint(3, 12) * 5, rng.randint(1, 1 + scale)
-        vehicle = rng.choice(["car", "train", "bus", "cyclist"])
-        if d == 1:
-            ans = s * t
-            problem = rng.choice([(f"A {vehicle} travels at {s} km per hour for {t} hours. How "
-                                  f"many kilometres does it cover?"),
-                                  (f"How far, in km, does a {vehicle} going {s} km/h travel in "
-                                  f"{t} hours?")])
-            steps = [f"Distance is speed times time: ${s} \\times {t} = {ans}$ km."]
-            code = f"speed = {s}\nhours = {t}\nprint(speed * hours)"
-        else:
-            ans = s * t + s2 * t2
-            problem = rng.choice([
-                (f"A {vehicle} travels at {s} km/h for {t} hours, then at {s2} km/h for {t2} "
-                f"hours. How many kilometres does it travel in total?"),
-                (f"For {t} hours a {vehicle} goes {s} km per hour; after that it goes {s2} km "
-                f"per hour for {t2} hours. What total distance, in km, does it cover?")])
-            steps = [f"First part: ${s} \\times {t} = {s * t}$ km.",
-                     f"Second part: ${s2} \\times {t2} = {s2 * t2}$ km.",
-                     f"Total: ${s * t} + {s2 * t2} = {ans}$ km."]
-            code = (f"first = {s} * {t}\nsecond = {s2} * {t2}\nprint(first + second)")
-    elif kind == 2:  # sharing equally
-        k, each, keep = rng.randint(2, 6 + scale), rng.randint(2, 5 * scale), 0
-        item = rng.choice(_ITEMS)
-        if d > 1:
-            keep = rng.randint(1, 10 * scale)
-        total = k * each + keep
-        ans = each
-        keep_txt = f" keeps {keep} for {'herself' if pron == 'she' else 'himself'} and" \
-            if keep else ""
-        rest = "the rest" if keep else "them"
-        problem = rng.choice([
-            (f"{name} has {total} {item}. {pron.capitalize()}{keep_txt} shares {rest} equally "
-            f"among {k} friends. How many {item} does each friend get?"),
-            (f"{total} {item} belong to {name}, who{keep_txt} splits {rest} evenly between "
-            f"{k} friends. How many does each friend receive?")])
-        steps = ([f"After keeping {keep}, ${total} - {keep} = {total - keep}$ remain."]
-                 if keep else [])
-        steps.append(f"Each friend gets ${total - keep} \\div {k} = {ans}$.")
-        code = f"total = {total}\nkept = {keep}\nfriends = {k}\nprint((total - kept) // friends)"
-    elif kind == 3:  # eggs / production and sales
-        lay, use, price = rng.randint(10, 20 * scale), rng.randint(1, 5), rng.randint(2, 4 * scale)
-        lay = max(lay, use + 2)
-        ans = (lay - use) * price
-        problem = rng.choice([
-            (f"{name}'s hens lay {lay} eggs a day. {pron.capitalize()} uses {use} of them and "
-            f"sells the rest for ${price} each. How many dollars does {pron} make each day?"),
-            (f"Every day a farm collects {lay} eggs, keeps {use}, and sells the others at "
-            f"${price} per egg. What is the farm's daily income from eggs, in dollars?")])
-        steps = [f"Eggs sold: ${lay} - {use} = {lay - use}$.",
-                 f"Income: ${lay - use} \\times {price} = {ans}$ dollars."]
-        code = f"laid = {lay}\nused = {use}\nprice = {price}\nprint((laid - used) * price)"
-    else:  # ages
-        age, times, later = rng.randint(3, 8 + scale), rng.randint(2, 4), rng.randint(2, 5 * scale)
-        ans = age * times + later
-        problem = rng.choice([
-            (f"{name} is {age} years old. {name2} is {times} times as old as {name}. How old "
-            f"will {name2} be in {later} years?"),
-            (f"{name2}'s age is {times} times {name}'s age, and {name} is {age}. What will "
-            f"{name2}'s age be {later} years from now?")])
-        steps = [f"{name2} is now ${times} \\times {age} = {age * times}$ years old.",
-                 f"In {later} years: ${age * times} + {later} = {ans}$."]
-        code = f"age = {age}\nnow = {times} * age\nprint(now + {later})"
-    return _Item(problem, steps, str(ans), "Let me set up the quantities in Python.", code,
-                 str(ans), f"The code gives {ans}.")
+    return _from_story(word_problem(rng, d))  # stories.py: one-step and short stories
+
+
+def _story(rng: random.Random, d: int) -> _Item:
+    return _from_story(story(rng, d))  # stories.py: two-step stories told many ways
 
 
 GENERATORS: dict[str, Callable[[random.Random, int], _Item]] = {
@@ -565,6 +483,7 @@ GENERATORS: dict[str, Callable[[random.Random, int], _Item]] = {
     "gcd_lcm": _gcd_lcm,
     "counting": _counting,
     "word_problem": _word_problem,
+    "story": _story,
 }
 KINDS = tuple(GENERATORS)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from aimo3_recipe.config_fields import (
     DataFields,
+    EdgeFilterFields,
     PolicyUpdateFields,
     RewardFields,
     RLEvalFields,
@@ -45,15 +46,16 @@ class LossConfig:
 
 @dataclass
 class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, SampleLogFields,
-                 DataFields):
+                 DataFields, EdgeFilterFields):
     """The RL stage (GRPO): sampling, optimisation, rewards, evaluation, checkpoints.
 
-    Fields from config_fields.py's groups: group_size, temperature, max_new_tokens; mini_batch_size,
-    ppo_epochs; correct/incorrect/format_reward; eval_steps, eval_samples; save_samples,
-    sample_save_rate, samples_filename; dataset, max_samples, seed (data order; step k
-    samples with seed + k). The local rollout engine's settings are the `rl.vllm` section
-    (inference/vllm_config.py's group with RL's defaults: 0.3 of the GPU, 4096 tokens, sleep
-    mode)."""
+    Fields from config_fields.py's groups: group_size, temperature, max_new_tokens;
+    mini_batch_size, ppo_epochs, max_tokens_per_microbatch; correct/incorrect/format_reward;
+    eval_steps, eval_samples; save_samples, sample_save_rate, samples_filename; dataset,
+    max_samples, seed (data order; step k samples with seed + k); edge_filter_samples,
+    edge_filter_problems. The loss is the `rl.loss` section; the local rollout engine's
+    settings the `rl.vllm` section (inference/vllm_config.py's group with RL's defaults: 0.3
+    of the GPU, 4096 tokens, sleep mode)."""
 
     # sampling
     mode: str = "tir"  # cot (plain chain of thought) | tir (the model may run Python)
@@ -100,6 +102,10 @@ class GRPOConfig(RolloutFields, PolicyUpdateFields, RewardFields, RLEvalFields, 
         if self.drop_solved_problems and not self.dynamic_sampling:
             raise ConfigError("rl.drop_solved_problems needs dynamic_sampling=True (dropped "
                               "problems are replaced by fresh draws)")
+        if self.edge_filter_samples == 1 or self.edge_filter_samples < 0:
+            raise ConfigError(f"rl.edge_filter_samples must be 0 (off) or >= 2 (a pass rate "
+                              f"strictly between 0 and 1 needs two rollouts); got "
+                              f"{self.edge_filter_samples}")
         if not 0.0 <= self.sample_save_rate <= 1.0:
             raise ConfigError(f"rl.sample_save_rate must be in [0, 1]; got "
                               f"{self.sample_save_rate}")

@@ -53,8 +53,12 @@ class PipelineConfig:
     """`--stage full` only: the held-out comparison of the base model and every stage."""
 
     eval_problems: int = 100  # held-out problems each model answers (0: no comparison)
-    sc: int = 4  # samples per problem for the SC@N column
+    sc: int = 4  # samples per problem for the SC@N column (0: greedy only)
     eval_tokens: int = 384  # generation length of the comparison
+    story_problems: int = 0  # story problems per held-out part (tuning, locked); 0: none
+    cot_max_samples: int = 0  # SFT-CoT examples in --stage full (0: sft.max_samples); short
+    # where CoT shows no gain (the CPU demo)
+    rl_lora_rank: int = 0  # RL in --stage full trains a LoRA adapter of this rank (0: use_lora)
 
 
 @flat_kwargs(leaves=False)
@@ -89,6 +93,7 @@ class TrainConfig(LocalModelFields):
         "epsilon_low": "rl.loss.epsilon_low", "epsilon_high": "rl.loss.epsilon_high",
         "pipeline_eval_problems": "pipeline.eval_problems", "pipeline_sc": "pipeline.sc",
         "pipeline_eval_tokens": "pipeline.eval_tokens",
+        "pipeline_story_problems": "pipeline.story_problems",
         "max_steps": ("sft.max_steps", "rl.num_steps"), "rl_dataset": "rl.dataset",
     }
 

@@ -4,6 +4,10 @@
 - `plots/sft_loss.png`: training loss over steps, one line per SFT stage;
 - `plots/rl.png`: mean reward per RL step and held-out accuracy at the RL evaluations;
 - `plots/accuracy.png`: held-out accuracy of each model (greedy and SC@N) with 95% intervals.
+
+Below the table, each stage's gain over the model it started from, paired on the same
+problems (stage_gains.py), per held-out part (the locked story problems on their own rows),
+and which stages showed no gain.
 """
 
 from __future__ import annotations
@@ -36,21 +40,76 @@ def _fmt(x: float | None, ci: list[float] | None) -> str:
     return f"{100 * x:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]" if ci else f"{100 * x:.1f}"
 
 
+def load_scores(out: Path, names) -> dict[str, dict[str, dict[str, float]]]:
+    """Per-problem scores of each evaluated model (stage_gains.problem_scores)."""
+    from aimo3_recipe.training.stage_gains import problem_scores
+
+    scores = {}
+    for name in names:
+        path = out / "eval" / name / "samples.jsonl"
+        if path.is_file():
+            scores[name] = problem_scores(json.loads(line) for line in
+                                          path.read_text().splitlines() if line.strip())
+    return scores
+
+
+def _part_lines(acc: dict[str, dict[str, tuple[float, int]]]) -> list[str]:
+    from aimo3_recipe.evaluation.metrics import wilson_interval
+
+    names = [n for n in ORDER if n in acc]
+    cols = sorted({p for n in names for p in acc[n] if p != "all"})
+    if not cols:
+        return []
+    lines = ["## Greedy accuracy by held-out part", "",
+             "| model | " + " | ".join(f"{c} (n={acc[names[0]][c][1]})" for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for n in names:
+        cells = []
+        for c in cols:
+            x, k = acc[n].get(c, (None, 0))
+            cells.append("-" if x is None else _fmt(x, list(wilson_interval(x * k, k))))
+        lines.append(f"| {LABELS[n]} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
 def write_pipeline_report(out: Path, config, record: dict[str, Any],
-                          results: dict[str, dict[str, Any]], eval_seconds: float) -> dict:
+                          results: dict[str, dict[str, Any]], eval_seconds: float, *,
+                          parts: dict[str, str] | None = None) -> dict:
+    """Table, gains, plots and pipeline_results.json. `parts`: problem id -> held-out part."""
+    from aimo3_recipe.evaluation.paired import format_gain
+    from aimo3_recipe.training.stage_gains import (
+        gains_markdown,
+        part_accuracy,
+        stage_gains,
+        unproven_stages,
+    )
+
     sc = config.pipeline.sc
     rows = {name: headline(res, sc) for name, res in results.items()}
     stages = record.get("stages", {})
+    scores = load_scores(out, results)
+    gains = stage_gains(scores, parts or {}, seed=config.sft.seed)
+    unproven = unproven_stages(gains)
+    by_part = part_accuracy(scores, parts or {})
     summary = {"base_model": record.get("base_model"), "held_out_problems": rows["base"]["n"],
                "models": rows, "stage_seconds": {s: stages[s]["seconds"] for s in stages},
-        "eval_seconds": eval_seconds}
+               "eval_seconds": eval_seconds,
+               "gains": [{"stage": g.after, "against": g.before, "part": g.part,
+                          "metric": g.metric, "n": g.gain.n, "gain": g.gain.gain,
+                          "ci": list(g.gain.ci), "worse": g.gain.worse,
+                          "better": g.gain.better, "p_value": g.gain.p_value,
+                          "verdict": g.gain.verdict} for g in gains],
+               "stages_without_shown_gain": unproven,
+               "greedy_by_part": by_part}
     (out / "pipeline_results.json").write_text(json.dumps(summary, indent=2) + "\n")
     plots = _plots(out, rows, sc)
+    sc_head = f"SC@{sc}" if sc > 0 else "SC (not run)"
     lines = ["# aimo3-recipe: the whole recipe, measured", "",
              (f"Base model `{record.get('base_model')}`; held-out problems phrased unlike the "
-             f"training generator's templates (data/heldout.py), n = {rows['base']['n']}. "
-             f"Accuracy in % with 95% intervals (greedy: Wilson; SC@{sc}: bootstrap)."), "",
-             f"| model | prompt | greedy | SC@{sc} | boxed (greedy) | stage wall time |",
+             f"training generator's templates (data/heldout.py; story problems: "
+             f"data/heldout_stories.py), n = {rows['base']['n']}. "
+             f"Accuracy in % with 95% intervals (greedy: Wilson; SC@N: bootstrap)."), "",
+             f"| model | prompt | greedy | {sc_head} | boxed (greedy) | stage wall time |",
              "|---|---|---|---|---|---|"]
     for name in ORDER:
         if name not in rows:
@@ -63,10 +122,36 @@ def write_pipeline_report(out: Path, config, record: dict[str, Any],
                      f"{'-' if boxed is None else f'{100 * boxed:.0f}%'} | "
                      f"{'-' if secs is None else f'{secs / 60:.1f} min'} |")
     lines += ["", f"Evaluation of all models: {eval_seconds / 60:.1f} min.", ""]
+    if getattr(config, "cot_max_samples", 0) > 0:
+        lines += [(f"SFT-CoT was kept short on purpose ({config.pipeline.cot_max_samples} examples, "
+                  "`cot_max_samples`): in this preset it has not shown a gain."), ""]
+    lines += _part_lines(by_part)
+    if gains:
+        lines += ["## What each stage gained, paired on the same problems", "",
+                  ("Gain in points with a 95% paired-bootstrap interval; worse / better count "
+                   "the problems that only the earlier / only the later model solved (McNemar's "
+                   "exact test on those). The locked part of the story problems is never "
+                   "looked at when choosing a preset's settings."), "",
+                  *gains_markdown(gains, LABELS, sc), ""]
+        if unproven:
+            lines += ["No gain shown (all problems, any metric) by: "
+                      + ", ".join(LABELS[s] for s in unproven)
+                      + ". On this many problems such a stage does not earn its minutes here.",
+                      ""]
     lines += [f"![{p.stem}](plots/{p.name})" for p in plots]
     (out / "report.md").write_text("\n".join(lines) + "\n")
     _print_table(rows, stages, sc)
+    _print_gains(gains, format_gain)
     return summary
+
+
+def _print_gains(gains, format_gain) -> None:
+    from aimo3_recipe.utils.notice import notice
+
+    for g in gains:
+        if g.metric == "greedy" and g.part in ("all", "stories (locked)"):
+            notice(f"[gain] {LABELS[g.after]} vs {LABELS[g.before]}, {g.part} (n={g.gain.n}, "
+                   f"greedy): {format_gain(g.gain)}")
 
 
 def _print_table(rows, stages, sc) -> None:

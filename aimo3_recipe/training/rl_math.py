@@ -190,6 +190,10 @@ class RLMathTrainer:
             for log in ("metrics.jsonl", rl.samples_filename):
                 trim_jsonl(run / log, start)
             notice(f"RL resumes from {path} (step {start} of {rl.num_steps})")
+        if rl.edge_filter_samples > 0:
+            from aimo3_recipe.rl.edge_filter import edge_problems
+
+            problems = edge_problems(rl, backend, problems, self.reward_fn, run)
         logger = MetricsLogger(run, cfg.report_to, resume=start > 0,
                                config={**dataclasses.asdict(cfg), "num_problems": len(problems),
                                        "num_eval_problems": len(evals)})
