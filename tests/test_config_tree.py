@@ -266,3 +266,21 @@ def test_loss_defaults_are_written_once():
     src = (REPO / "aimo3_recipe" / "rl" / "loss.py").read_text()
     assert "0.28" not in src and "0.2," not in src
     assert "0.28" not in (REPO / "aimo3_recipe" / "rl" / "tinker_backend.py").read_text()
+
+
+def test_tinker_refuses_settings_it_cannot_honour():
+    """A local-only setting given to a Tinker entry point stops it before anything is spent
+    (instead of being ignored); Tinker's own defaults pass."""
+    from aimo3_recipe.config import from_dict
+    from aimo3_recipe.training.tinker_rl_math import check_rl
+    from aimo3_recipe.training.tinker_sft_math import check_sft
+
+    check_rl(TinkerTrainConfig())
+    check_sft(TinkerTrainConfig())
+    for path, value, match in [("rl.vllm.gpu_memory_utilization", 0.5, r"rl\.vllm=.*sampled by"),
+                               ("rl.gradient_checkpointing", True, "rl.gradient_checkpointing"),
+                               ("rl.loss.beta", 0.1, "no KL")]:
+        with pytest.raises(ConfigError, match=match):
+            check_rl(from_dict(TinkerTrainConfig, {path: value}))
+    with pytest.raises(ConfigError, match=r"sft\.packing=False: Tinker SFT cannot honour"):
+        check_sft(from_dict(TinkerTrainConfig, {"sft.packing": False}))

@@ -15,7 +15,6 @@ with like.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import random
 import time

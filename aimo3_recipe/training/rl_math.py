@@ -123,14 +123,12 @@ class RLMathTrainer:
     def train(self, dataset: Iterable[Any] | None = None,
               eval_dataset: Iterable[Any] | None = None) -> Path:
         """Run RL; returns the final model folder (`<output_dir>/model`)."""
-        from aimo3_recipe.models import LoraSettings, load_model, load_tokenizer
+        from aimo3_recipe.models import LoraSettings, load_model, load_tokenizer, select_dtype
         from aimo3_recipe.rl.checkpoints import latest_checkpoint, trim_jsonl
         from aimo3_recipe.rl.local_backend import LocalBackend
         from aimo3_recipe.rl.loop import train
-        from aimo3_recipe.utils.ml_log import MetricsLogger
-
-        from aimo3_recipe.models import select_dtype
         from aimo3_recipe.training.sft_data import dataset_label, default_dataset
+        from aimo3_recipe.utils.ml_log import MetricsLogger
 
         cfg = self.config
         rl = cfg.rl

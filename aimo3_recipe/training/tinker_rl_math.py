@@ -19,6 +19,27 @@ from pathlib import Path
 from aimo3_recipe.exceptions import ConfigError
 from aimo3_recipe.training.tinker_config import TinkerTrainConfig
 
+# rl.* settings of the local backend that the service has no use for, and why
+LOCAL_ONLY = {
+    "vllm": "rollouts are sampled by the service, not a local vLLM engine",
+    "gradient_checkpointing": "the service manages its own memory",
+    "logprob_chunk_tokens": "the service computes the log-probs",
+    "entropy_sample_tokens": "the service returns no entropy",
+}
+
+
+def check_rl(cfg: TinkerTrainConfig) -> None:
+    """Refuse an `rl.*` setting Tinker RL would ignore (set away from its default), and a loss
+    the service cannot compute (`check_loss`), before anything is spent."""
+    from aimo3_recipe.rl.tinker_backend import check_loss
+
+    default = TinkerTrainConfig().rl
+    for name, why in LOCAL_ONLY.items():
+        if getattr(cfg.rl, name) != getattr(default, name):
+            raise ConfigError(f"rl.{name}={getattr(cfg.rl, name)!r}: Tinker RL cannot honour it "
+                              f"({why}); drop it, or train locally (train.py --stage rl)")
+    check_loss(cfg.rl.loss)
+
 
 class _VerboseLogger:
     """The run's logger, printing the loss metrics of every step when `verbose=True`."""
@@ -44,15 +65,17 @@ def main(cfg: TinkerTrainConfig) -> Path:
     from aimo3_recipe.models import load_tokenizer
     from aimo3_recipe.rl.loop import train
     from aimo3_recipe.rl.rewards import MathRewardFunction
-    from aimo3_recipe.rl.tinker_backend import check_loss
     from aimo3_recipe.training.rl_math import _load, held_out
+    from aimo3_recipe.training.sft_data import default_dataset
     from aimo3_recipe.training.tinker_session import export_weights, make_logger, open_backend
 
     grpo = cfg.rl
-    check_loss(grpo.loss)  # before anything is spent: what the service cannot compute
-    problems = _load(grpo.dataset, grpo.max_samples, grpo.seed)
+    check_rl(cfg)
+    name = grpo.dataset or default_dataset(cfg.model_name, "rl")
+    problems = _load(name, grpo.max_samples, grpo.seed)
     if not problems:
-        raise ConfigError("Tinker RL has no training problems with answers; check rl.dataset=")
+        raise ConfigError(f"Tinker RL has no training problems with answers in {name}; check "
+                          "rl.dataset=")
     evals = held_out(problems, grpo.eval_samples, grpo.seed) if grpo.eval_samples else []
     tokenizer = load_tokenizer(cfg.model_name)
     service, backend, start = open_backend(cfg, tokenizer, learning_rate=grpo.learning_rate,
@@ -64,6 +87,10 @@ def main(cfg: TinkerTrainConfig) -> Path:
     logger = make_logger(cfg, start > 0, {"num_problems": len(problems),
                                           "num_eval_problems": len(evals)})
     run = Path(cfg.log_dir)
+    if grpo.edge_filter_samples > 0:  # the same choice as locally, by the service's sampler
+        from aimo3_recipe.rl.edge_filter import edge_problems
+
+        problems = edge_problems(grpo, backend, problems, reward_fn, run)
     try:
         if start < grpo.num_steps:
             train(grpo, backend, problems, reward_fn, _VerboseLogger(logger, cfg.verbose), run,

@@ -80,7 +80,8 @@ def main(cfg: TinkerTrainConfig) -> Path:
                           f"{sft.gradient_accumulation_steps}, {sft.save_steps}, "
                           f"{sft.logging_steps}")
     tokenizer = load_tokenizer(cfg.model_name)
-    records = load_records(sft.dataset or default_dataset(cfg.model_name, cfg.stage),
+    stage_named = sft.cot_dataset if cfg.stage == "cot" else sft.tir_dataset
+    records = load_records(sft.dataset or stage_named or default_dataset(cfg.model_name, cfg.stage),
                            sft.max_samples, sft.seed)
     data, stats = tokenize_records(records, tokenizer, cfg.stage, sft.max_seq_length)
     examples = list(zip(data["input_ids"], data["labels"]))
