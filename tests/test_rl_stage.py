@@ -186,7 +186,8 @@ def test_demo_preset_rl_stage_resumes_from_its_own_checkpoint(tmp_path, tiny_mod
     every = preset.rl.save_steps
     assert every < preset.rl.num_steps
     rl = dataclasses.replace(preset.rl, num_steps=every + 1, batch_size=1, group_size=2,
-                             max_new_tokens=8, mode="cot", eval_samples=0, learning_rate=1e-2)
+                             max_new_tokens=8, mode="cot", eval_samples=0, learning_rate=1e-2,
+                             edge_filter_samples=0)  # the reward counts training calls only
     train_cfg = dataclasses.replace(preset, stage="rl", base_model=str(tiny_model_dir),
                                     output_dir=str(tmp_path), device="cpu", use_vllm=False,
                                     rl=rl)
