@@ -441,13 +441,6 @@ def chz_config(cls: type[C], argv: list[str], layer: dict[str, Any] | None = Non
     (`group_size=16`) rewritten to their paths first, a moved flat name an error naming its
     path. `layer`: {path: value} defaults of this entry point applied beneath the arguments
     (a nested default_factory alone would be lost when one of its fields is set)."""
-    import chz
-
-    try:  # chz's base of its argument errors (not exported; its location may change)
-        from chz.blueprint._entrypoint import EntrypointException
-    except ImportError:  # pragma: no cover - then every error building the config
-        EntrypointException = Exception
-
     if any(a in ("--help", "-h", "help") for a in argv):
         print(format_help(cls, usage or f"{cls.__name__}: key=value arguments"))
         raise SystemExit(0)
@@ -465,6 +458,13 @@ def chz_config(cls: type[C], argv: list[str], layer: dict[str, Any] | None = Non
             raise moved_error(cls, key, new_spelling(cls, key))
         else:
             explicit.append(arg)
+    import chz  # after the checks above: a moved name is named even without chz installed
+
+    try:  # chz's base of its argument errors (not exported; its location may change)
+        from chz.blueprint._entrypoint import EntrypointException
+    except ImportError:  # pragma: no cover - then every error building the config
+        EntrypointException = Exception
+
     blueprint = chz.Blueprint(cls)
     if layer:
         blueprint = blueprint.apply(layer, layer_name=f"{cls.__name__} defaults")
