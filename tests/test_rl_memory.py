@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import ClassVar
 
 import pytest
 import torch
@@ -141,7 +142,7 @@ class _RecordingBackend:
         from aimo3_recipe.rl.local_backend import LocalBackend
 
         class Recording(LocalBackend):
-            grads: list[dict[str, torch.Tensor]] = []
+            grads: ClassVar[list[dict[str, torch.Tensor]]] = []
             logprob_calls = 0
 
             def optim_step(self):
@@ -215,7 +216,7 @@ def test_bf16_full_finetuning_keeps_fp32_master_weights_and_moves_like_fp32(tiny
     """Issue 22.5, on CPU: the recipe's precision for full fine-tuning in bf16 (fp32 weights,
     bf16 autocast) moves every weight by ~lr as an fp32 step does; the old pure-bf16 model
     loses most of the update to rounding."""
-    from aimo3_recipe.training.rl_math import training_precision
+    from aimo3_recipe.training.devices import training_precision
 
     model, tok = tiny
     rollouts = [r for g in _groups(tok) for r in g.rollouts]
