@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import random
+from typing import ClassVar
 
 import pytest
 import torch
@@ -141,7 +142,7 @@ class _RecordingBackend:
         from aimo3_recipe.rl.local_backend import LocalBackend
 
         class Recording(LocalBackend):
-            grads: list[dict[str, torch.Tensor]] = []
+            grads: ClassVar[list[dict[str, torch.Tensor]]] = []
             logprob_calls = 0
 
             def optim_step(self):
@@ -215,7 +216,7 @@ def test_bf16_full_finetuning_keeps_fp32_master_weights_and_moves_like_fp32(tiny
     """Issue 22.5, on CPU: the recipe's precision for full fine-tuning in bf16 (fp32 weights,
     bf16 autocast) moves every weight by ~lr as an fp32 step does; the old pure-bf16 model
     loses most of the update to rounding."""
-    from aimo3_recipe.training.rl_math import training_precision
+    from aimo3_recipe.training.devices import training_precision
 
     model, tok = tiny
     rollouts = [r for g in _groups(tok) for r in g.rollouts]
@@ -239,3 +240,25 @@ def test_bf16_full_finetuning_keeps_fp32_master_weights_and_moves_like_fp32(tiny
         assert agree > 0.8, (n, float(agree))
         torch.testing.assert_close(mixed[n].abs().mean(), fp32[n].abs().mean(), rtol=0.2,
                                    atol=0)
+
+
+def test_heads_that_are_not_a_bare_linear_layer_take_the_full_logits_path(tiny, monkeypatch):
+    """A model with soft-capped (Gemma-2) or scaled logits must not be scored by lm_head
+    alone: it takes the plain path, which equals the naive computation."""
+    from aimo3_recipe.rl import logprobs as lp_module
+
+    model, _ = tiny
+    ids, attn, loss_mask = _batch()
+    monkeypatch.setattr(model.config, "final_logit_softcapping", 30.0, raising=False)
+    assert not lp_module._plain_lm_head(model)
+    called = []
+    real = lp_module._full_logits_path
+    monkeypatch.setattr(lp_module, "_full_logits_path",
+                        lambda *a, **k: called.append(1) or real(*a, **k))
+    with torch.no_grad():
+        lp, ent = token_logprobs(model, ids, attn, loss_mask, compute_entropy=True,
+                                 rows_per_chunk=2)
+        ref_lp, ref_ent = _naive(model, ids, attn, loss_mask, 1.0)
+    assert called
+    torch.testing.assert_close(lp, ref_lp, atol=1e-6, rtol=0)
+    torch.testing.assert_close(ent, ref_ent, atol=1e-6, rtol=1e-6)

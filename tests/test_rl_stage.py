@@ -135,11 +135,42 @@ def test_two_processes_average_gradients(tmp_path, tiny_model_dir):
     assert not set(r0["problems"]) & set(r1["problems"])  # disjoint data
     assert r0["checksum"] == pytest.approx(r1["checksum"], abs=1e-6)  # one policy
     assert r0["checksum"] != pytest.approx(r0["initial_checksum"], abs=1e-6)  # it moved
+    # one metrics row from rank 0 (rank 1's logger used to delete the file rank 0 wrote to)
+    assert [r["step"] for r in read_metrics(out)] == [1]
     solo = _cfg(tiny_model_dir, tmp_path / "solo", num_steps=1, batch_size=1)
     model = RLMathTrainer(solo, ParityReward()).train([generate_synthetic(8, seed=3)[0]])
     w = _weights(model)
     assert sum(float(v.double().sum()) for v in w.values()) != pytest.approx(r0["checksum"],
                                                                             abs=1e-6)
+
+
+@pytest.mark.vllm
+def test_two_processes_with_vllm_rollouts_are_two_ranks(tmp_path):
+    """Issue 22.4: under torchrun the in-process vLLM engine used to be built before the
+    Accelerator; vLLM then made a one-process default group that accelerate reused, so each
+    rank believed it was rank 0 of 1 (same problems, no gradient averaging, both writing
+    rank0.json). Now the process group comes first and each rank runs its own engine in
+    vLLM's torchrun mode (`external_launcher`)."""
+    pytest.importorskip("vllm")
+    from aimo3_recipe.testing import save_tiny_model
+
+    # head size 64: one vLLM's CPU attention kernels take
+    model_dir = save_tiny_model(tmp_path / "model", hidden_size=128, num_heads=2)
+    script = Path(__file__).with_name("rl_ddp_worker.py")
+    out = tmp_path / "ddp-vllm"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+           "--master_port", "29519", str(script), str(model_dir), str(out), "vllm"]
+    env = {**os.environ, "AIMO3_PROGRESS": "0", "OMP_NUM_THREADS": "1",
+           "VLLM_CPU_KVCACHE_SPACE": "1"}
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env, check=False)
+    assert res.returncode == 0, res.stderr[-3000:]
+    r0, r1 = (json.loads((out / f"rank{i}.json").read_text()) for i in (0, 1))
+    assert (r0["rank"], r1["rank"]) == (r0["env_rank"], r1["env_rank"]) == (0, 1)
+    assert r0["world_size"] == r1["world_size"] == 2
+    assert r0["engines"] == r1["engines"] == ["VLLMEngine"]
+    assert not set(r0["problems"]) & set(r1["problems"])  # disjoint data
+    assert r0["checksum"] == pytest.approx(r1["checksum"], abs=1e-6)  # gradients averaged
+    assert r0["checksum"] != pytest.approx(r0["initial_checksum"], abs=1e-6)  # it moved
 
 
 def test_a_rank_without_signal_still_joins_every_step(tmp_path, tiny_model_dir):

@@ -3,7 +3,7 @@
 One algorithm for every backend (local torch, Tinker): the loop samples groups of rollouts,
 `rewards.score_group` grades them, `advantages.assign_advantages` centres them per group and
 drops the groups that carry no signal, `batch.make_batch` pads them, and the backend computes
-`loss.token_logprobs` + `loss.policy_loss` (or the service computes the same thing).
+`logprobs.token_logprobs` + `loss.policy_loss` (or the service computes the same thing).
 
 Files (one concept each):
 - `types.py`: `Rollout` (token-exact: prompt ids, tokens, loss mask, sampler log-probs) and
@@ -11,7 +11,8 @@ Files (one concept each):
 - `rewards.py`: `MathRewardFunction`, `RewardResult`, `score_group`.
 - `advantages.py`: `group_advantages`, `is_informative`, `assign_advantages`.
 - `batch.py`: `RLBatch`, `make_batch` (padded tensors for the loss).
-- `loss.py`: `policy_loss` (GRPO/DAPO clipped surrogate), `token_logprobs`.
+- `loss.py`: `policy_loss` (GRPO/DAPO clipped surrogate).
+- `logprobs.py`: `token_logprobs` (per-token log-probs and entropy, LM head in chunks).
 - `dynamic_sampling.py`: refill a step until `batch_size` groups vary (DAPO), bounded.
 - `overlap.py`: rollouts in line (on-policy) or on a thread k steps ahead (off-policy).
 
@@ -50,7 +51,8 @@ from aimo3_recipe.rl.advantages import (
     is_informative,
 )
 from aimo3_recipe.rl.batch import RLBatch, make_batch
-from aimo3_recipe.rl.loss import policy_loss, token_logprobs
+from aimo3_recipe.rl.logprobs import token_logprobs
+from aimo3_recipe.rl.loss import policy_loss
 from aimo3_recipe.rl.rewards import MathRewardFunction, RewardResult, score_group
 from aimo3_recipe.rl.types import TRUNCATED_REASONS, Rollout, RolloutGroup
 

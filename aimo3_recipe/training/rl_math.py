@@ -74,35 +74,6 @@ def _load(name: str, max_samples: int | None, seed: int) -> list[MathRecord]:
     return _as_records(load_records(name, max_samples, seed))
 
 
-def training_precision(dtype, use_lora: bool):
-    """(dtype to load the weights in, dtype to autocast the forward to or None).
-
-    Full fine-tuning in a 16-bit dtype keeps fp32 master weights and autocasts the compute:
-    in pure bf16, 0.02 + 2e-5 == 0.02, so the recipe's updates (1e-6 RL) would round away.
-    LoRA keeps the frozen base in 16 bits (peft holds the adapter in fp32)."""
-    import torch
-
-    if use_lora or dtype not in (torch.bfloat16, torch.float16):
-        return dtype, None
-    return torch.float32, dtype
-
-
-def rank_setup(device_map: str):
-    """The Accelerator, made before any model or engine: under torchrun it initialises the
-    default process group from the launcher's environment (an engine built first would make a
-    one-process group of its own, and every rank would train alone as rank 0 of 1); and
-    this rank's device (cuda:LOCAL_RANK, not cuda:0 on every rank)."""
-    from accelerate import Accelerator
-
-    from aimo3_recipe.models import rank_device, select_device
-
-    device = rank_device(select_device(device_map))
-    accelerator = Accelerator(cpu=device == "cpu")
-    if device.startswith("cuda") and accelerator.device.type == "cuda":
-        device = str(accelerator.device)
-    return accelerator, device
-
-
 def held_out(train: Sequence[MathRecord], n: int, seed: int) -> list[MathRecord]:
     """`n` held-out problems (data/heldout.py: the generator's skills in phrasings it never
     uses), none of them in `train`."""
@@ -127,6 +98,7 @@ class RLMathTrainer:
         from aimo3_recipe.rl.checkpoints import latest_checkpoint, trim_jsonl
         from aimo3_recipe.rl.local_backend import LocalBackend
         from aimo3_recipe.rl.loop import train
+        from aimo3_recipe.training.devices import rank_setup, training_precision
         from aimo3_recipe.training.sft_data import dataset_label, default_dataset
         from aimo3_recipe.utils.ml_log import MetricsLogger
 
@@ -192,14 +164,17 @@ class RLMathTrainer:
             from aimo3_recipe.rl.edge_filter import edge_problems
 
             problems = edge_problems(rl, backend, problems, self.reward_fn, run)
+        # rank 0 logs (another rank's logger would delete the metrics.jsonl rank 0 writes to)
         logger = MetricsLogger(run, cfg.report_to, resume=start > 0,
                                config={**dataclasses.asdict(cfg), "num_problems": len(problems),
-                                       "num_eval_problems": len(evals)})
+                                       "num_eval_problems": len(evals)}) \
+            if backend.rank == 0 else None
         try:
             train(rl, backend, problems, self.reward_fn, logger, run, eval_problems=evals,
                   start_step=start)
         finally:
-            logger.close()
+            if logger is not None:
+                logger.close()
             backend.close()
         return save_policy(backend, tokenizer, run, dtype=autocast)
 
