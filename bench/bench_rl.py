@@ -275,8 +275,8 @@ def print_line(side: str, fig: dict, anchor: float | None) -> None:
                         "sampler_load_s") if k in fig)
     speed = f" -> {anchor / fig['s_per_step']:.2f}x the anchor" if anchor else ""
     print(f"{LABELS[side]}: {fig['s_per_step']:.2f} s/step ({phases}); "
-          f"{fig['tokens_per_s']:.0f} completion tokens/s (generation alone "
-          f"{fig.get('generation_tokens_per_s', 0):.0f}); steps {fig['steps']}{speed}", flush=True)
+          f"{fig['tokens_per_s']:.1f} completion tokens/s (generation alone "
+          f"{fig.get('generation_tokens_per_s', 0):.1f}); steps {fig['steps']}{speed}", flush=True)
     if fig.get("steps_without_update"):
         print(f"  ({fig['steps_without_update']} steps had no informative group and skipped "
               "the update)")
