@@ -19,6 +19,9 @@ vLLM engine, environment variables and memory do not leak into the next):
                   process, sampling step n+1 while step n trains)
   ours-k1-thread  the same with vLLM's engine core in this process, on the rollout thread
   ours-hf         our loop, transformers rollouts, on-policy
+  ours-hf-k1      our loop, transformers rollouts (a copy of the model) one step off-policy
+GPU (the issue's check: transformers generation, a randomly initialised ~1B model):
+    python bench/bench_rl.py --device cuda --random-init 1b --sides trl,ours-hf,ours-hf-k1
 The anchor for "x TRL" is trl-vllm when it ran, else trl (trl-vllm-reload is patched, so it
 is reported beside the anchor, not as it).
 
@@ -46,14 +49,16 @@ import time
 import traceback
 from pathlib import Path
 
-SIDES = ("trl-vllm", "trl-vllm-reload", "trl", "ours-k0", "ours-k1", "ours-k1-thread", "ours-hf")
+SIDES = ("trl-vllm", "trl-vllm-reload", "trl", "ours-k0", "ours-k1", "ours-k1-thread", "ours-hf",
+         "ours-hf-k1")
 LABELS = {"trl-vllm": "TRL GRPOTrainer, vLLM colocate",
           "trl-vllm-reload": "TRL GRPOTrainer, vLLM colocate, sync via reload_weights",
           "trl": "TRL GRPOTrainer, transformers generation",
           "ours-k0": "ours, vLLM rollouts, on-policy",
           "ours-k1": "ours, vLLM rollouts, 1 step off-policy",
           "ours-k1-thread": "ours, vLLM (in-process) 1 step off-policy",
-          "ours-hf": "ours, transformers rollouts, on-policy"}
+          "ours-hf": "ours, transformers rollouts, on-policy",
+          "ours-hf-k1": "ours, transformers rollouts, 1 step off-policy"}
 
 
 class ParityReward:
@@ -111,7 +116,7 @@ def run_trl(model_path: str, problems, args, use_vllm: bool, reload_sync: bool =
     def reward_fn(completions, answer, **_):
         return [reward(c, a).reward for c, a in zip(completions, answer)]
 
-    model = load_model(model_path, device="cpu", dtype="float32",
+    model = load_model(model_path, device=args.device, dtype="float32",
                        lora=LoraSettings(r=16, alpha=32, dropout=0.0))
     data = Dataset.from_dict({"prompt": [render_prompt(tok, p.problem, "cot") for p in problems],
                               "answer": [p.answer for p in problems]})
@@ -153,7 +158,8 @@ def run_trl(model_path: str, problems, args, use_vllm: bool, reload_sync: bool =
         epsilon=0.2, epsilon_high=0.28, scale_rewards="none", temperature=args.temperature,
         learning_rate=1e-5, per_device_train_batch_size=args.batch_size * args.group_size,
         num_generations=args.group_size, max_completion_length=args.max_new_tokens,
-        gradient_accumulation_steps=1, max_steps=args.steps, report_to="none", use_cpu=True,
+        gradient_accumulation_steps=1, max_steps=args.steps, report_to="none",
+        use_cpu=args.device == "cpu",
         bf16=False, logging_steps=1, save_strategy="no", gradient_checkpointing=False,
         **vllm_kwargs)
     trainer = trl.GRPOTrainer(model=model, reward_funcs=reward_fn, args=cfg, train_dataset=data,
@@ -186,7 +192,7 @@ def run_ours(model_path: str, problems, args, use_vllm: bool, k: int) -> dict:
                        group_size=args.group_size, batch_size=args.batch_size,
                        num_steps=args.steps, max_new_tokens=args.max_new_tokens,
                        temperature=args.temperature, learning_rate=1e-5, lora_rank=16,
-                       lora_alpha=32, eval_samples=0, save_steps=10_000, device_map="cpu",
+                       lora_alpha=32, eval_samples=0, save_steps=10_000, device_map=args.device,
                        torch_dtype="float32", use_vllm=use_vllm, max_steps_off_policy=k)
     RLMathTrainer(cfg, make_reward(args.reward)).train(problems)
     rows = []
@@ -208,14 +214,42 @@ def run_side(side: str, args) -> dict:
     from aimo3_recipe.models import resolve_model_path
 
     model_path = resolve_model_path(args.model)
+    if args.random_init:
+        model_path = random_model(model_path, args.random_init)
     problems = generate_synthetic(args.batch_size * args.steps, seed=7)
     if side == "ours-k1-thread":
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # engine core in this process
     if side.startswith("trl"):
         return run_trl(model_path, problems, args, use_vllm=side.startswith("trl-vllm"),
                        reload_sync=side == "trl-vllm-reload")
-    k = 1 if side.startswith("ours-k1") else 0
-    return run_ours(model_path, problems, args, use_vllm=side != "ours-hf", k=k)
+    k = 1 if side.endswith("k1") or side.startswith("ours-k1") else 0
+    return run_ours(model_path, problems, args, use_vllm=not side.startswith("ours-hf"), k=k)
+
+
+# hidden, mlp, layers, heads, kv heads (with the 49k vocabulary: ~1.2B, ~0.4B parameters;
+# "tiny" for a smoke run of the bench itself)
+SIZES = {"1b": (2048, 8192, 16, 32, 8), "350m": (1024, 4096, 20, 16, 4), "tiny": (64, 128, 2, 4, 2)}
+
+
+def random_model(base: str, size: str) -> str:
+    """A randomly initialised Llama of `size` with `base`'s tokenizer, saved once (seed 0)."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from aimo3_recipe.models import load_tokenizer
+
+    out = Path(tempfile.gettempdir()) / f"bench-rl-random-{size}"
+    if (out / "config.json").is_file():
+        return str(out)
+    hidden, mlp, layers, heads, kv = SIZES[size]
+    cfg = AutoConfig.from_pretrained(base)
+    cfg.update({"hidden_size": hidden, "intermediate_size": mlp, "num_hidden_layers": layers,
+                "num_attention_heads": heads, "num_key_value_heads": kv,
+                "head_dim": hidden // heads})
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg, torch_dtype=torch.float32).save_pretrained(out)
+    load_tokenizer(base).save_pretrained(out)
+    return str(out)
 
 
 # -- the report ------------------------------------------------------------------------------
@@ -241,8 +275,8 @@ def print_line(side: str, fig: dict, anchor: float | None) -> None:
                         "sampler_load_s") if k in fig)
     speed = f" -> {anchor / fig['s_per_step']:.2f}x the anchor" if anchor else ""
     print(f"{LABELS[side]}: {fig['s_per_step']:.2f} s/step ({phases}); "
-          f"{fig['tokens_per_s']:.0f} completion tokens/s (generation alone "
-          f"{fig.get('generation_tokens_per_s', 0):.0f}); steps {fig['steps']}{speed}", flush=True)
+          f"{fig['tokens_per_s']:.1f} completion tokens/s (generation alone "
+          f"{fig.get('generation_tokens_per_s', 0):.1f}); steps {fig['steps']}{speed}", flush=True)
     if fig.get("steps_without_update"):
         print(f"  ({fig['steps_without_update']} steps had no informative group and skipped "
               "the update)")
@@ -256,8 +290,11 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=128)
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--steps", type=int, default=4, help="steps per side (first = warm-up)")
-    parser.add_argument("--sides", default="trl-vllm,trl,ours-k0,ours-k1",
+    parser.add_argument("--sides", default="trl-vllm,trl-vllm-reload,trl,ours-k0,ours-k1",
                         help=f"comma list of {', '.join(SIDES)}")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda (both sides)")
+    parser.add_argument("--random-init", choices=sorted(SIZES), default=None,
+                        help="a randomly initialised model of this size, --model's tokenizer")
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per side")
     parser.add_argument("--json", default=None, help="also write the figures here")
     parser.add_argument("--reward", choices=("parity", "grader"), default="parity",
