@@ -114,3 +114,28 @@ def test_a_sandbox_failure_fails_the_cell_not_the_problem():
     assert rec.sandbox_errors == 2
     assert [a.tool_errors for a in rec.attempts[:2]] == [1, 1]
     assert solver.summary()["sandbox_errors"] == 2
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_real_vllm_refusal_is_pinned_on_its_request(vllm_engine):
+    """vLLM raises its VLLMValidationError at submit (add_request), for the one request whose
+    prompt fills the window, so the wrapper can end that request alone: the other request
+    in the same batch still completes."""
+    from aimo3_recipe.inference.aimo.isolation import AttemptErrors, isolate
+    from aimo3_recipe.inference.engine import SamplingConfig
+
+    errors = AttemptErrors()
+    engine = isolate(vllm_engine, errors)
+    ok = vllm_engine.encode("What is 2 + 3?")
+    window = vllm_engine.llm.llm_engine.model_config.max_model_len
+    too_long = (ok * (window // len(ok) + 1))[:window]
+    cfg = SamplingConfig(max_tokens=8, temperature=1.0)
+    engine.submit("tir-t-0", ok, cfg)
+    engine.submit("tir-t-1", too_long, cfg)
+    done = {}
+    while engine.has_pending():
+        done.update(engine.poll())
+    assert done["tir-t-0"].token_ids and done["tir-t-1"].token_ids == []
+    assert "maximum model length" in errors.error_of(too_long, [])
+    assert errors.error_of(ok, done["tir-t-0"].token_ids) is None
