@@ -4,9 +4,9 @@ Before, any exception inside `run_attempts` (vLLM refusing one request: "The dec
 (length 512) plus the number of requested output tokens ... is longer than the maximum model
 length", a sandbox that would not start, the grader) discarded every attempt of the problem
 and the solver answered the fallback. The engines here are the scheduler tests' simulated
-streaming engine with one fault added; the real vLLM refusal is reproduced in
-test_vllm_engine-style tests only where vLLM runs (the TIR side, which stops resubmitting an
-attempt at the context window, is the 'tir' engineer's)."""
+streaming engine with one fault added; the last test checks on real vLLM that the refusal is
+raised at submit, for that request alone (the TIR side, which stops resubmitting an attempt at
+the context window, is the 'tir' engineer's)."""
 
 from __future__ import annotations
 
