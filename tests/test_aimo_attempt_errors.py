@@ -4,9 +4,9 @@ Before, any exception inside `run_attempts` (vLLM refusing one request: "The dec
 (length 512) plus the number of requested output tokens ... is longer than the maximum model
 length", a sandbox that would not start, the grader) discarded every attempt of the problem
 and the solver answered the fallback. The engines here are the scheduler tests' simulated
-streaming engine with one fault added; the real vLLM refusal is reproduced in
-test_vllm_engine-style tests only where vLLM runs (the TIR side, which stops resubmitting an
-attempt at the context window, is the 'tir' engineer's)."""
+streaming engine with one fault added; the last test checks on real vLLM that the refusal is
+raised at submit, for that request alone (the TIR side, which stops resubmitting an attempt at
+the context window, is the 'tir' engineer's)."""
 
 from __future__ import annotations
 
@@ -114,3 +114,28 @@ def test_a_sandbox_failure_fails_the_cell_not_the_problem():
     assert rec.sandbox_errors == 2
     assert [a.tool_errors for a in rec.attempts[:2]] == [1, 1]
     assert solver.summary()["sandbox_errors"] == 2
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_real_vllm_refusal_is_pinned_on_its_request(vllm_engine):
+    """vLLM raises its VLLMValidationError at submit (add_request), for the one request whose
+    prompt fills the window, so the wrapper can end that request alone: the other request
+    in the same batch still completes."""
+    from aimo3_recipe.inference.aimo.isolation import AttemptErrors, isolate
+    from aimo3_recipe.inference.engine import SamplingConfig
+
+    errors = AttemptErrors()
+    engine = isolate(vllm_engine, errors)
+    ok = vllm_engine.encode("What is 2 + 3?")
+    window = vllm_engine.llm.llm_engine.model_config.max_model_len
+    too_long = (ok * (window // len(ok) + 1))[:window]
+    cfg = SamplingConfig(max_tokens=8, temperature=1.0)
+    engine.submit("tir-t-0", ok, cfg)
+    engine.submit("tir-t-1", too_long, cfg)
+    done = {}
+    while engine.has_pending():
+        done.update(engine.poll())
+    assert done["tir-t-0"].token_ids and done["tir-t-1"].token_ids == []
+    assert "maximum model length" in errors.error_of(too_long, [])
+    assert errors.error_of(ok, done["tir-t-0"].token_ids) is None

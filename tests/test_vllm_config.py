@@ -238,3 +238,16 @@ def test_evaluate_refuses_data_parallel_it_cannot_split():
     with pytest.raises(ConfigError, match="tensor-parallel-size"):
         validate(EvalConfig(data_parallel_size=2))
     validate(EvalConfig(tensor_parallel_size=2))
+
+
+def test_pipeline_engine_checks_the_version_at_start(recorded, tiny_model_dir, monkeypatch):
+    """The pipeline reloads each stage's weights into one evaluation engine: refused at
+    build time on a vLLM without weights_path (it was a TypeError at the second model)."""
+    from aimo3_recipe.evaluation.config import EvalConfig
+    from aimo3_recipe.evaluation.evaluate import build_engine
+
+    monkeypatch.setattr(vllm, "__version__", "0.15.1")
+    cfg = EvalConfig(model=str(tiny_model_dir), use_vllm=True)
+    with pytest.raises(MissingDependencyError, match=r"vllm>=0\.16"):
+        build_engine(cfg, 100, weight_updates=True)
+    build_engine(cfg, 100)  # a plain evaluation does not need it

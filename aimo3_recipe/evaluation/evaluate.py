@@ -102,8 +102,10 @@ def validate(config: EvalConfig) -> None:
             "per GPU group (CUDA_VISIBLE_DEVICES) on a share of the benchmark.")
 
 
-def build_engine(config: EvalConfig, max_tokens: int) -> Engine:
-    """The generation engine the config asks for (vLLM, transformers, or auto: make_engine)."""
+def build_engine(config: EvalConfig, max_tokens: int, *, weight_updates: bool = False) -> Engine:
+    """The generation engine the config asks for (vLLM, transformers, or auto: make_engine).
+    `weight_updates`: the caller will reload other weights into it (the pipeline), so a vLLM
+    too old for that is refused now, not at the first reload."""
     from aimo3_recipe.inference.engine import make_engine
     from aimo3_recipe.inference.vllm_config import with_context
 
@@ -111,7 +113,8 @@ def build_engine(config: EvalConfig, max_tokens: int) -> Engine:
     dtype = None if config.dtype == "auto" else config.dtype
     return make_engine(config.model, config.use_vllm, device=device, dtype=dtype,
                        seed=config.seed, batch_size=config.batch_size * max(1, config.num_samples),
-                       vllm_config=with_context(config, max_tokens))  # vLLM: prompt + completion
+                       vllm_config=with_context(config, max_tokens),  # vLLM: prompt + completion
+                       **({"weight_updates": True} if weight_updates else {}))
 
 
 def _generate(engine: Engine, prompts: list[str], mode: str, sampling: SamplingConfig,

@@ -170,7 +170,7 @@ def _evaluate_one(config, name: str, model: str, bench: Path, engine):
                      output_dir=str(Path(config.output_dir) / "eval" / name),
                      bootstrap_resamples=500)
     if engine is None or isinstance(engine, HFEngine):
-        engine = build_engine(cfg, config.pipeline.eval_tokens)
+        engine = build_engine(cfg, config.pipeline.eval_tokens, weight_updates=True)
     else:
         engine.reload_weights(resolve_model_path(model))
     return evaluate(cfg, engine=engine), engine

@@ -22,13 +22,13 @@ SOLVER_SELECTIONS = ("majority_vote", "weighted_vote", "vote_score", "genselect"
 class SolverConfig(TimeRule, VLLMConfig):
     """The vLLM engine group (inference/vllm_config.py) is inherited: tensor_parallel_size
     (4 on 4xL4 with a 14B model), quantization (fp8, or an AWQ/GPTQ checkpoint's), data
-    parallelism, enable_sleep_mode; its context and memory defaults are the solver's own."""
+    parallelism, kv_cache_dtype (fp8: the public solutions' choice), enable_sleep_mode; its
+    context and memory defaults are the solver's own."""
 
     model_name_or_path: str = "default"  # 'default' (embedded SmolLM2-135M), folder, hub id
     use_vllm: bool | str = "auto"  # auto (vLLM where installed and fast here) | true | false
     max_model_len: int | None = 65536  # vLLM context length (prompt + attempt)
     gpu_memory_utilization: float = 0.9  # vLLM, CUDA only
-    kv_cache_dtype: str = "auto"  # vLLM KV cache: auto | fp8 (the public solutions' choice)
     prompt_format: str = "chatml"  # chatml (the tokenizer's chat template) | harmony (gpt-oss)
     reasoning_effort: str = "high"  # harmony only: low | medium | high
     num_attempts: int = 8  # attempts per problem, run concurrently
