@@ -181,7 +181,8 @@ def _areas(t: _Teller, d: int) -> Story:
         facts = (f"{name} tiles a floor {t.num(w)} {unit} long and {t.num(h)} {unit} wide with "
                  f"square tiles {side} {unit} on a side.{t.distractor(name)}")
         steps = [f"The floor's area is ${w} \\times {h} = {w * h}$ square {unit}.",
-                 f"Each tile covers ${side * side}$, so ${w * h} \\div {side * side} = {ans}$ tiles."]
+                 f"Each tile covers ${side * side}$, so ${w * h} \\div {side * side} = {ans}$ "
+                 "tiles."]
         code = f"area = {w} * {h}\nprint(area // ({side} * {side}))"
         return Story(f"{facts} How many tiles are needed?", steps, str(ans), code)
     cut = r.randint(2, min(w, h) - 1)

@@ -4,8 +4,8 @@ This is the embedded default dataset: it needs no hub, every answer is exact, an
 TIR solution's ```python block really runs and prints exactly what its ```output block says
 (the tests execute all of them). Kinds: arithmetic, fractions, linear equations, modular
 arithmetic, gcd/lcm, counting, word problems, two-step stories (stories.py); difficulty 1-3
-scales the numbers and the number of steps. Each kind has several phrasings, because a model trained on one phrasing
-sends an unseen one down the wrong template.
+scales the numbers and the number of steps. Each kind has several phrasings, because a model
+trained on one phrasing sends an unseen one down the wrong template.
 
 Determinism: item i is drawn from its own RNG seeded by (seed, i), so the first n items of
 `generate_synthetic(n + m, seed)` are `generate_synthetic(n, seed)`. Limits: problems are

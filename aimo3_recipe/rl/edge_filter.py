@@ -67,8 +67,8 @@ def edge_problems(cfg, backend, problems: Sequence[MathRecord], reward_fn, run_d
         counts.append(sum(group.correct_G))
     keep = at_edge(counts, cfg.edge_filter_samples)
     kept = [p for p, k in zip(candidates, keep) if k]
-    stats = EdgeStats(len(candidates), len(kept),
-                      sum(c == cfg.edge_filter_samples for c in counts), sum(c == 0 for c in counts))
+    always = sum(c == cfg.edge_filter_samples for c in counts)
+    stats = EdgeStats(len(candidates), len(kept), always, sum(c == 0 for c in counts))
     notice(stats.line())
     if not kept:
         notice("RL edge filter: no problem at the edge; training on every candidate")

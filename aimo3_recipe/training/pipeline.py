@@ -6,8 +6,9 @@ skipped when the command is run again, and an interrupted stage resumes from its
 checkpoint. At the end the base model and each stage's model answer the same held-out
 problems (data/heldout.py: the generator's skills in phrasings it never uses; with
 `pipeline_story_problems`, data/heldout_stories.py's story problems in a tuning and a locked
-part), greedy and SC@N, in CoT format before TIR training and in TIR format after it, through the evaluation
-harness (evaluation/evaluate.py, one engine reused for all four models). The comparison goes
+part), greedy and SC@N, in CoT format before TIR training and in TIR format after it,
+through the evaluation harness (evaluation/evaluate.py, one engine reused for all four
+models). The comparison goes
 to the terminal, `<output_dir>/report.md`, `results.json` and PNG plots, with each stage's
 paired gain over the model it started from (stage_gains.py).
 
