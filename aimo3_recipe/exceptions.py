@@ -18,6 +18,10 @@ class DatasetError(Aimo3Error, ValueError):
     """A dataset could not be found or read; the message says where we looked."""
 
 
+class ContextWindowError(Aimo3Error, ValueError):
+    """A prompt leaves no room in an engine's context window (max_model_len)."""
+
+
 class MissingDependencyError(Aimo3Error, ImportError):
     """An optional extra is needed (vllm, tinker, wandb, bitsandbytes); says how to install it."""
 

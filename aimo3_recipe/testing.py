@@ -56,7 +56,7 @@ def make_tiny_tokenizer(vocab_size: int = 512):
 
 
 def make_tiny_model(tokenizer=None, *, hidden_size: int = 64, num_layers: int = 2,
-                    num_heads: int = 4, seed: int = 0):
+                    num_heads: int = 4, seed: int = 0, max_position_embeddings: int = 4096):
     """A randomly initialised Llama-architecture causal LM (~100k params) matching `tokenizer`."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -65,7 +65,7 @@ def make_tiny_model(tokenizer=None, *, hidden_size: int = 64, num_layers: int = 
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden_size,
                          intermediate_size=hidden_size * 2, num_hidden_layers=num_layers,
                          num_attention_heads=num_heads, num_key_value_heads=num_heads,
-                         max_position_embeddings=4096, tie_word_embeddings=True,
+                         max_position_embeddings=max_position_embeddings, tie_word_embeddings=True,
                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
                          bos_token_id=None)
     torch.manual_seed(seed)
@@ -273,14 +273,17 @@ class ScriptedTIREngine:
     """Plays back per-prompt model turns like a real engine would, with a `CharTokenizer`
     (one character = one token): stop strings and max_tokens honoured (unless told not to).
     Turn k is what the model writes after the k-th tool output; the text already generated
-    in that turn must be its prefix. `calls` records (prompt texts, config) of every call."""
+    in that turn must be its prefix. `calls` records (prompt texts, config) of every call.
+    `max_model_len`: a context window enforced as vLLM does (a completion ends "length" where
+    prompt + completion fill it; a prompt that fills it alone raises ValueError)."""
 
     TOOL_BLOCK = re.compile(r"```output\n.*?```\n", re.DOTALL)
 
     def __init__(self, scripts: dict[str, list[str]], honour_stops: bool = True,
-                 drop_stop_str: bool = False) -> None:
+                 drop_stop_str: bool = False, max_model_len: int | None = None) -> None:
         self.tokenizer = CharTokenizer()
         self.scripts, self.honour_stops, self.drop_stop_str = scripts, honour_stops, drop_stop_str
+        self.max_model_len = max_model_len
         self.calls: list[tuple[list[str], SamplingConfig]] = []
 
     def _script_for(self, prompt: str) -> str:
@@ -297,13 +300,20 @@ class ScriptedTIREngine:
     def _complete(self, prompt: str, config: SamplingConfig) -> Completion:
         rest = self._script_for(prompt)
         finish, stop_reason, text = "stop", None, rest
+        max_tokens = config.max_tokens
+        if self.max_model_len is not None:
+            if len(prompt) >= self.max_model_len:  # vLLM's VLLMValidationError
+                raise ValueError(f"The decoder prompt (length {len(prompt)}) plus the number of "
+                                 f"requested output tokens (at least 1) is longer than the "
+                                 f"maximum model length of {self.max_model_len}.")
+            max_tokens = min(max_tokens, self.max_model_len - len(prompt))
         if self.honour_stops:
             hits = [(rest.find(s), s) for s in config.stop if s in rest]
             if hits:
                 i, s = min(hits)
                 text, stop_reason = rest[: i + len(s)], s
-        if len(text) > config.max_tokens:
-            text, finish, stop_reason = text[: config.max_tokens], "length", None
+        if len(text) > max_tokens:
+            text, finish, stop_reason = text[:max_tokens], "length", None
         ids = [ord(c) for c in text]
         if stop_reason and (self.drop_stop_str or not config.include_stop_str):
             text = text[: -len(stop_reason)]

@@ -30,6 +30,7 @@ from statistics import NormalDist
 import numpy as np
 
 from aimo3_recipe.grader import STATUSES
+from aimo3_recipe.inference.finish_reason import is_truncated
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -214,7 +215,7 @@ def completion_stats(records: Sequence[dict]) -> dict[str, float]:
         "num_completions": len(records),
         "boxed_rate": rate([r.get("boxed", False) for r in records]),
         "no_answer_rate": rate([r.get("answer_key") is None for r in records]),
-        "truncation_rate": rate([r.get("finish_reason") == "length" for r in records]),
+        "truncation_rate": rate([is_truncated(r.get("finish_reason")) for r in records]),
         "avg_completion_tokens": float(np.mean([r.get("num_tokens", 0) for r in records]))
         if records else 0.0,
         "grader_timeouts": sum(grade_status(r) == "timeout" for r in records),

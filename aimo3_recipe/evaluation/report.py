@@ -74,7 +74,7 @@ def headline(results: dict) -> str:
 
 def _diagnostics(m: dict) -> list[str]:
     keys = [("boxed_rate", "boxed rate", True), ("no_answer_rate", "no answer", True),
-            ("truncation_rate", "truncated at max tokens", True),
+            ("truncation_rate", "truncated (cut by a limit)", True),
             ("avg_completion_tokens", "avg completion tokens", False),
             ("grader_timeouts", "grader timeouts", False),
             ("grader_too_complex", "grader refused (too complex)", False),

@@ -36,7 +36,7 @@ class Completion:
     token_ids: list[int]  # generated token ids
     # raw model log-prob of each generated token (before temperature / top-p)
     logprobs: list[float] | None
-    finish_reason: str  # "stop" (EOS or stop string), "length" (hit max_tokens)
+    finish_reason: str  # "stop" (EOS or stop string), "length" (max_tokens or context window)
     stop_reason: str | None = None  # the stop string matched, if any
     # per generated token, the k largest raw log-probs of its step (SamplingConfig.top_logprobs)
     top_logprobs: list[list[float]] | None = None
@@ -62,7 +62,9 @@ class Completion:
 class Engine(Protocol):
     """Anything that can continue prompts. `generate_tokens` takes prompt token ids; the
     result has one list of `config.n` completions per prompt, in order. `generate` does the
-    same for rendered prompt texts (chat template applied), encoded with `encode_prompt`."""
+    same for rendered prompt texts (chat template applied), encoded with `encode_prompt`.
+    Optional: `max_model_len`, the context window (see `context_window`); an engine that
+    has one ends a completion there ("length") and rejects a prompt that fills it."""
 
     tokenizer: object
 
@@ -70,6 +72,14 @@ class Engine(Protocol):
                         config: SamplingConfig) -> list[list[Completion]]: ...
 
     def generate(self, prompts: list[str], config: SamplingConfig) -> list[list[Completion]]: ...
+
+
+def context_window(engine: object) -> int | None:
+    """The engine's context window in tokens (prompt + completion), from its optional
+    `max_model_len` attribute (vLLM's and the transformers engine's); None where it knows
+    none (Tinker, scripted stand-ins): callers then assume no limit."""
+    n = getattr(engine, "max_model_len", None)
+    return int(n) if n else None
 
 
 class TextPrompts:

@@ -87,7 +87,7 @@ class Candidate:
     num_tokens: int  # tokens the model generated for it
     mean_logprob: float | None  # mean token log-prob (raw model distribution)
     weight: float  # exp(mean_logprob): its vote in weighted_vote
-    finish_reason: str  # stop | length | (TIR) max_tool_calls | max_rounds | fake_output
+    finish_reason: str  # a FinishReason value (inference/finish_reason.py)
     tool_calls: int = 0  # TIR: code blocks executed
     tool_errors: int = 0  # TIR: blocks that failed
 

@@ -13,6 +13,10 @@ weighted voting and RL see one meaning on both engines. They are recorded one st
 by a logits processor, never by keeping every step's full-vocabulary logits (which would be
 batch x tokens x vocab floats: gigabytes for a 49k vocabulary).
 
+Context window: `max_model_len` (default: the model config's `max_position_embeddings`) bounds
+prompt + completion, as in vLLM: each completion ends ("length") where its own prompt fills the
+window, and a prompt that fills it alone raises `ContextWindowError`.
+
 Limits: no KV-cache reuse across calls (a TIR continuation re-encodes its prefix; vLLM's prefix
 caching does not), and no continuous batching: a batch runs until its longest member stops.
 """
@@ -22,7 +26,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from aimo3_recipe.exceptions import ContextWindowError
 from aimo3_recipe.inference.engine import Completion, SamplingConfig, TextPrompts
+from aimo3_recipe.inference.stop_strings import cut_at_markers, stop_prefix_len
 
 
 class _LogprobRecorder:
@@ -100,7 +106,8 @@ class HFEngine(TextPrompts):
     """`Engine` over a transformers causal LM (a loaded model, or anything `load_model` takes)."""
 
     def __init__(self, model: Any, tokenizer: Any = None, *, device: str | None = None,
-                 dtype: str | None = None, batch_size: int = 32):
+                 dtype: str | None = None, batch_size: int = 32,
+                 max_model_len: int | None = None):
         from aimo3_recipe.models import load_model, load_tokenizer
 
         if isinstance(model, (str, Path)):
@@ -115,6 +122,10 @@ class HFEngine(TextPrompts):
         self.tokenizer = tokenizer
         self.batch_size = max(1, int(batch_size))  # sequences (prompts x n) per generate call
         self.eos_ids = _eos_ids(model, tokenizer)
+        # the context window (prompt + generated tokens): the model's position limit unless
+        # set lower; no completion runs past it (vLLM's max_model_len does the same)
+        self.max_model_len: int | None = max_model_len or getattr(
+            getattr(model, "config", None), "max_position_embeddings", None)
 
     # -- Engine --------------------------------------------------------------------------
     def generate_tokens(self, prompts: list[list[int]],
@@ -124,6 +135,12 @@ class HFEngine(TextPrompts):
         if config.n < 1 or config.max_tokens < 1:
             raise ValueError(f"SamplingConfig needs n >= 1 and max_tokens >= 1; got {config}")
         ids = [list(p) for p in prompts]
+        too_long = [len(p) for p in ids if self.max_model_len and len(p) >= self.max_model_len]
+        if too_long:
+            raise ContextWindowError(
+                f"a prompt of {max(too_long)} tokens leaves no room in the context window "
+                f"(max_model_len {self.max_model_len}): shorten the prompt or raise "
+                "max_model_len (at most the model's max_position_embeddings)")
         order = sorted(range(len(prompts)), key=lambda i: -len(ids[i]))
         per_call = max(1, self.batch_size // config.n)
         results: list[list[Completion]] = [[] for _ in prompts]
@@ -146,8 +163,12 @@ class HFEngine(TextPrompts):
         enc = self.tokenizer.pad({"input_ids": prompt_ids}, padding=True,
                                  return_tensors="pt").to(self.model.device)
         sample = config.temperature > 0
+        # per sequence: tokens left in the context window after its own (unpadded) prompt
+        rooms = [config.max_tokens if not self.max_model_len
+                 else min(config.max_tokens, self.max_model_len - len(p))
+                 for p in prompt_ids for _ in range(config.n)]
         gen_config = GenerationConfig(
-            max_new_tokens=config.max_tokens, do_sample=sample,
+            max_new_tokens=max(rooms), do_sample=sample,
             temperature=config.temperature if sample else None,
             top_p=config.top_p if sample else None, top_k=None,
             num_return_sequences=config.n, pad_token_id=self.tokenizer.pad_token_id,
@@ -167,7 +188,7 @@ class HFEngine(TextPrompts):
         lps = recorder.finish(seqs, new.shape[1]).tolist() if recorder else None
         top = recorder.finish_top(new.shape[1]) if recorder else None
         top = top.tolist() if top is not None else None
-        return [self._to_completion(new[r].tolist(), lps[r] if lps else None, config,
+        return [self._to_completion(new[r].tolist()[:rooms[r]], lps[r] if lps else None, config,
                                     top[r] if top else None)
                 for r in range(new.shape[0])]
 
@@ -184,18 +205,12 @@ class HFEngine(TextPrompts):
                 ids, finish = ids[:-1], "stop"
         decode = lambda t: self.tokenizer.decode(t, skip_special_tokens=True)  # noqa: E731
         text = decode(ids)
-        hits = [(text.find(s), s) for s in config.stop if s and s in text]
-        if hits:
-            pos, stop_reason = min(hits)
-            finish = "stop"
-            # the shortest token prefix whose text contains the stop string (bisection:
-            # containment only grows with the prefix)
-            lo, hi = 1, len(ids)
-            while lo < hi:
-                mid = (lo + hi) // 2
-                lo, hi = (lo, mid) if stop_reason in decode(ids[:mid]) else (mid + 1, hi)
-            ids = ids[:lo]
-            text = text[:pos] + (stop_reason if config.include_stop_str else "")
+        end = stop_prefix_len(ids, decode, config.stop)
+        if end is not None:  # cut at the token that completed the first stop string
+            ids, finish = ids[:end], "stop"
+            text, stop_reason, _ = cut_at_markers(decode(ids), config.stop)
+            if stop_reason is not None and not config.include_stop_str:
+                text = text[:-len(stop_reason)]
         return Completion(text=text, token_ids=ids,
                           logprobs=[float(x) for x in lps[:len(ids)]] if lps is not None else None,
                           finish_reason=finish, stop_reason=stop_reason,

@@ -38,6 +38,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from aimo3_recipe.inference.finish_reason import TRUNCATED as _TRUNCATED
+from aimo3_recipe.inference.finish_reason import is_truncated
 from aimo3_recipe.inference.strategies import STRATEGIES
 
 if TYPE_CHECKING:  # genselect imports the engine; the layer only needs the report's type
@@ -223,7 +225,8 @@ def entropy_weight(entropies_T: Sequence[float] | None, *, tail: int | None = No
 
 
 # -- the selection layer ----------------------------------------------------------------------
-TRUNCATED = ("length", "max_rounds")  # finish reasons of a candidate cut before it finished
+# finish reasons of a candidate cut off by a limit before it finished (finish_reason.py)
+TRUNCATED = _TRUNCATED
 
 
 @dataclass(frozen=True)
@@ -246,11 +249,11 @@ class Candidate:
     mean_logprob: float | None = None  # ...or only their mean (what samples.jsonl stores)
     entropies: Sequence[float] | None = None  # per-token entropy (nats), where the engine has it
     score: float | None = None  # caller's vote weight (e.g. entropy_weight); overrides log-probs
-    finish_reason: str = "stop"  # stop | length | (TIR) max_tool_calls | max_rounds | fake_output
+    finish_reason: str = "stop"  # a finish_reason.FinishReason value
 
     @property
     def truncated(self) -> bool:
-        return self.finish_reason in TRUNCATED
+        return is_truncated(self.finish_reason)
 
     def weight(self) -> float:
         """Its vote in `weighted_vote`: `score` if set, else exp(mean token log-prob)."""

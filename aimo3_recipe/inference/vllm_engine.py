@@ -120,6 +120,9 @@ class VLLMEngine(TextPrompts):
         # the dtype the model runs in (resolved by vLLM: "auto" on CUDA is the checkpoint's)
         model_config = getattr(getattr(self.llm, "llm_engine", None), "model_config", None)
         self.dtype = str(getattr(model_config, "dtype", dtype))
+        # the context window vLLM enforces (prompt + completion); the TIR loop reads it so a
+        # continuation never asks for a prompt that fills it (vLLM rejects those)
+        self.max_model_len = int(getattr(model_config, "max_model_len", None) or max_model_len)
         self._vllm = vllm
         # submitted requests not yet returned by poll() -> their top_logprobs k
         self._streaming: dict[str, int] = {}

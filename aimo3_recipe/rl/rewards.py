@@ -9,7 +9,8 @@ What is graded (and why):
 - ```python blocks are cut out of the model text first: the code is not the model's answer,
   and `print(f"\\\\boxed{{{x}}}")` would otherwise earn the format bonus through a box whose
   content is code (and a box the code only prints is exactly the tool-output case above).
-- A truncated rollout (finish_reason "length" or "max_rounds") gets incorrect_reward and no
+- A truncated rollout (`Rollout.truncated`: finish_reason "length", "max_rounds" or
+  "max_tool_calls", inference/finish_reason.py) gets incorrect_reward and no
   format bonus, without grading: an answer boxed early and then rambled past the limit must
   not pay, or RL learns to box first and never finish. Its grader_status is "skipped".
 - A grader timeout (or a too-complex input, or a grader error) is incorrect, and says so in

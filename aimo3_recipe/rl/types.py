@@ -14,9 +14,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-# finish reasons of a rollout that was cut off rather than finished: "length" (token budget)
-# and "max_rounds" (the TIR loop's generate-call budget). Both get the incorrect reward.
-TRUNCATED_REASONS = frozenset({"length", "max_rounds"})
+from aimo3_recipe.inference.finish_reason import TRUNCATED, is_truncated
+
+# finish reasons of a rollout cut off by a limit rather than finished (inference/finish_reason.py
+# says which and why): they get the incorrect reward without grading
+TRUNCATED_REASONS = TRUNCATED
 
 
 @dataclass
@@ -27,7 +29,7 @@ class Rollout:
     sampler_logprobs: list[float]  # per token: the sampler's log-prob (0.0 where mask is 0)
     text: str  # the full transcript after the prompt (model text and tool output)
     model_text: str  # what the model wrote (tool output left out): the reward grades this
-    finish_reason: str = "stop"  # stop | length | max_tool_calls | max_rounds | fake_output
+    finish_reason: str = "stop"  # an inference.finish_reason.FinishReason value
     num_tool_calls: int = 0  # code blocks executed
     num_tool_errors: int = 0  # code blocks that raised, timed out or crashed
     tool_seconds: float = 0.0  # sandbox wall clock of its code blocks
@@ -44,8 +46,8 @@ class Rollout:
 
     @property
     def truncated(self) -> bool:
-        """Cut off before the model finished (see TRUNCATED_REASONS)."""
-        return self.finish_reason in TRUNCATED_REASONS
+        """Cut off by a limit before the model finished (finish_reason.is_truncated)."""
+        return is_truncated(self.finish_reason)
 
     @property
     def num_model_tokens(self) -> int:

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aimo3_recipe.grader import extract_answer
+from aimo3_recipe.inference.finish_reason import FinishReason
 from aimo3_recipe.inference.aimo.answers import AIMOAnswer, normalise_answer
 from aimo3_recipe.inference.aimo.budget import Clock
 from aimo3_recipe.inference.aimo.config import SolverConfig
@@ -86,7 +87,7 @@ def _record(i: int, r: TIRResult, answer: AIMOAnswer, time_s: float,
     mean_lp = sum(lps) / len(lps) if lps else None
     return AttemptRecord(
         index=i, answer=answer.value, answer_status=answer.status, raw_answer=answer.raw,
-        finish_reason="error" if error else r.finish_reason, time_s=round(time_s, 4),
+        finish_reason=FinishReason.ERROR if error else r.finish_reason, time_s=round(time_s, 4),
         tokens=r.num_model_tokens, error=error,
         tool_calls=r.num_code_calls, tool_errors=r.num_code_errors,
         tool_timeouts=r.num_timeouts, tool_seconds=round(r.tool_seconds, 4),
@@ -155,7 +156,7 @@ def run_attempts(engine: Engine, prompt_ids: list[int], problem: str, cfg: Solve
         engine_error = describe(e)
         notice(f"aimo solver: the engine failed mid-problem ({engine_error[:200]}); the "
                f"{len(order)} attempts that had ended still vote, the rest count as errors")
-        results = [ended.get(i) or TIRResult(text="", segments=[], finish_reason="error",
+        results = [ended.get(i) or TIRResult(text="", segments=[], finish_reason=FinishReason.ERROR,
                                              prompt_ids=list(prompt_ids)) for i in range(n)]
         for i in range(n):
             if i not in ended:

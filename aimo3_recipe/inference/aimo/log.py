@@ -28,8 +28,7 @@ class AttemptRecord:
     answer: int | None  # normalised AIMO answer (None: no valid answer)
     answer_status: str  # ok | reduced | out_of_range | not_integer | none (answers.py)
     raw_answer: str | None  # what was extracted from the attempt's own text
-    # stop | length | max_tool_calls | max_rounds | fake_output | cancelled | error
-    finish_reason: str
+    finish_reason: str  # a FinishReason value (inference/finish_reason.py); 'error' when it failed
     time_s: float  # seconds from the problem's start to the attempt's end (or its cancel)
     tokens: int  # model tokens sampled
     tool_calls: int = 0  # python cells run

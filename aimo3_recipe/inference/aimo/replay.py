@@ -43,6 +43,7 @@ from typing import Any
 
 from aimo3_recipe.exceptions import ConfigError, DatasetError
 from aimo3_recipe.inference.aimo.budget import SimClock, TimeKeeper, TimeRule
+from aimo3_recipe.inference.finish_reason import FinishReason, is_truncated
 from aimo3_recipe.inference.solution_selection import (
     Candidate,
     VoteScore,
@@ -65,7 +66,7 @@ class LoggedAttempt:
     weight: float = 1.0  # its logged vote weight
     mean_logprob: float | None = None  # mean token log-prob
     entropy: dict[str, float] = field(default_factory=dict)  # log.entropy_stats
-    truncated: bool = False  # cut at its token limit
+    truncated: bool = False  # cut off by a limit (finish_reason.is_truncated)
 
 
 @dataclass
@@ -102,7 +103,7 @@ def load_solver_log(path: str | Path, answers: dict[str, int] | None = None,
                 time_s=math.inf if cancelled else float(a["time_s"]), tokens=int(a["tokens"]),
                 weight=float(a.get("weight") or 1.0), mean_logprob=a.get("mean_logprob"),
                 entropy=dict(a.get("entropy") or {}),
-                truncated=a["finish_reason"] in ("length", "max_rounds")))
+                truncated=is_truncated(a["finish_reason"])))
         out.append(LoggedProblem(str(rec["id"]), atts, fallback_correct=fallback_answer == ref))
     return out
 
@@ -128,7 +129,7 @@ def load_samples(path: str | Path, sec_per_token: float = 0.01) -> list[LoggedPr
             time_s=float(r.get("num_tokens", 0)) * sec_per_token,
             tokens=int(r.get("num_tokens", 0)),
             weight=mean_logprob_confidence(r.get("mean_logprob")),
-            mean_logprob=r.get("mean_logprob"), truncated=r.get("finish_reason") == "length")
+            mean_logprob=r.get("mean_logprob"), truncated=is_truncated(r.get("finish_reason")))
             for r in recs]
         out.append(LoggedProblem(str(recs[0].get("problem_id", idx)), atts))
     return out
@@ -245,7 +246,8 @@ def replay_problem(attempts_N: Sequence[LoggedAttempt], rule: ReplayRule, deadli
             break
     fin = [attempts_N[i] for i in done]
     cands = [Candidate(a.key, score=attempt_confidence(a, rule.confidence),
-                       finish_reason="length" if a.truncated else "stop") for a in fin]
+                       finish_reason=FinishReason.LENGTH if a.truncated else FinishReason.STOP)
+             for a in fin]
     sel = select(rule.selection, cands, key=_same,
                  vote_score=VoteScore(rule.vote_confidence, rule.vote_consensus))
     used = stop_t + rule.overhead_s
