@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from aimo3_recipe.grader import extract_answer
-from aimo3_recipe.inference.finish_reason import FinishReason
 from aimo3_recipe.inference.aimo.answers import AIMOAnswer, normalise_answer
 from aimo3_recipe.inference.aimo.budget import Clock
 from aimo3_recipe.inference.aimo.config import SolverConfig
@@ -43,6 +42,7 @@ from aimo3_recipe.inference.aimo.isolation import (
 from aimo3_recipe.inference.aimo.log import AttemptRecord, entropy_stats
 from aimo3_recipe.inference.aimo.prompts import tool_format_of
 from aimo3_recipe.inference.engine import Engine, SamplingConfig
+from aimo3_recipe.inference.finish_reason import FinishReason
 from aimo3_recipe.inference.solution_selection import (
     Candidate,
     Selection,
