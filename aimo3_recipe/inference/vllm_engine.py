@@ -122,7 +122,7 @@ class VLLMEngine(TextPrompts):
         self.dtype = str(getattr(model_config, "dtype", dtype))
         # the context window vLLM enforces (prompt + completion); the TIR loop reads it so a
         # continuation never asks for a prompt that fills it (vLLM rejects those)
-        self.max_model_len = int(getattr(model_config, "max_model_len", None) or max_model_len)
+        self.max_model_len = int(getattr(model_config, "max_model_len", None) or kwargs.get("max_model_len") or 0)
         self._vllm = vllm
         # submitted requests not yet returned by poll() -> their top_logprobs k
         self._streaming: dict[str, int] = {}
