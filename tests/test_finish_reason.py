@@ -11,7 +11,7 @@ import pytest
 from aimo3_recipe.inference.finish_reason import TRUNCATED, FinishReason, is_truncated
 
 CUT = {"length", "max_rounds", "max_tool_calls"}
-NOT_CUT = {"stop", "fake_output", "cancelled"}
+NOT_CUT = {"stop", "fake_output", "cancelled", "error"}
 
 
 def test_the_truncated_set_and_the_enum():
