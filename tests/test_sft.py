@@ -14,7 +14,7 @@ from aimo3_recipe.data.records import MathRecord
 from aimo3_recipe.data.renderers import IGNORE_INDEX
 from aimo3_recipe.rl.config import GRPOConfig, LossConfig
 from aimo3_recipe.training import train
-from aimo3_recipe.training.config import TrainConfig
+from aimo3_recipe.training.config import SFTConfig, TrainConfig
 from aimo3_recipe.training.metrics_callback import rename_logs
 from aimo3_recipe.training.sft import pack_length
 from aimo3_recipe.training.sft_data import default_dataset, solution_for, tokenize_records
@@ -256,10 +256,10 @@ def test_full_finetuning_in_bf16_keeps_fp32_master_weights(tiny_model_dir, tmp_p
             Grab.weights = {n: p.detach().clone() for n, p in model.named_parameters()}
 
     cfg = TrainConfig(stage="cot", base_model=str(tiny_model_dir), output_dir=str(tmp_path),
-                      dataset="synthetic", max_samples=8, max_steps=2, batch_size=4,
-                      gradient_accumulation_steps=1, learning_rate=2e-5, warmup_ratio=0.0,
-                      use_lora=False, dtype="bfloat16", device="cpu", max_seq_length=256,
-                      save_steps=100)
+                      use_lora=False, dtype="bfloat16", device="cpu",
+                      sft=SFTConfig(dataset="synthetic", max_samples=8, max_steps=2, batch_size=4,
+                                    gradient_accumulation_steps=1, learning_rate=2e-5,
+                                    warmup_ratio=0.0, max_seq_length=256, save_steps=100))
     run_sft(cfg, "cot", callbacks=[Grab()])
     before = load_file(str(tiny_model_dir / "model.safetensors"))
     after = {n.removeprefix("model.") if n.removeprefix("model.") in before else n: w
