@@ -80,8 +80,10 @@ def chunked_head_logprobs(lm_head: torch.nn.Module, hidden_N_H: torch.Tensor,
     for s in range(0, hidden_N_H.shape[0], step):
         h, t = hidden_N_H[s:s + step], targets_N[s:s + step]
         if grad:
+            # the head draws no random numbers; not saving/restoring the RNG state also keeps
+            # this thread off the global generator a rollout thread samples from (overlap.py)
             out.append(checkpoint(_head_logprobs, lm_head, h, t, temperature,
-                                  use_reentrant=False))
+                                  use_reentrant=False, preserve_rng_state=False))
         else:
             out.append(_head_logprobs(lm_head, h, t, temperature))
     return torch.cat(out) if out else hidden_N_H.new_zeros(0, dtype=torch.float32)
