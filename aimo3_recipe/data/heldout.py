@@ -143,19 +143,29 @@ GENERATORS: dict[str, Callable[[random.Random], tuple[str, int]]] = {
 
 def held_out_problems(n: int, seed: int = 0) -> list[MathRecord]:
     """`n` distinct held-out problems (kinds drawn uniformly), integer answers."""
-    seen: set[str] = set()
+    return draw_distinct(GENERATORS, n, key=f"aimo3-heldout:{seed}", source=SOURCE,
+                         id_prefix=f"heldout-{seed}", spread_kinds=n >= len(GENERATORS))
+
+
+def draw_distinct(generators: dict[str, Callable[[random.Random], tuple[str, int]]], n: int, *,
+                  key: str, source: str, id_prefix: str, spread_kinds: bool = True,
+                  seen: set[str] | None = None, metadata: dict | None = None) -> list[MathRecord]:
+    """`n` distinct problems from `generators`, item i drawn from `Random(f"{key}:{i}")` (so a
+    set is the same on every machine). `spread_kinds`: kinds in turn, else drawn at random;
+    problems in `seen` are skipped (a locked part that must never repeat a tuning problem)."""
+    seen = set() if seen is None else seen
     out: list[MathRecord] = []
-    kinds = list(GENERATORS)
+    kinds = list(generators)
     i = 0
     while len(out) < n and i < 50 * n + 100:
-        rng = random.Random(f"aimo3-heldout:{seed}:{i}")
-        kind = kinds[i % len(kinds)] if n >= len(kinds) else rng.choice(kinds)
-        problem, answer = GENERATORS[kind](rng)
+        rng = random.Random(f"{key}:{i}")
+        kind = kinds[i % len(kinds)] if spread_kinds else rng.choice(kinds)
+        problem, answer = generators[kind](rng)
         i += 1
         if problem in seen:
             continue
         seen.add(problem)
-        out.append(MathRecord(problem=problem, solution="", answer=str(answer), source=SOURCE,
-                              metadata={"id": f"heldout-{seed}-{len(out)}", "kind": kind,
-                                        "subject": kind}))
+        out.append(MathRecord(problem=problem, solution="", answer=str(answer), source=source,
+                              metadata={"id": f"{id_prefix}-{len(out)}", "kind": kind,
+                                        "subject": kind, **(metadata or {})}))
     return out

@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable
 
+from aimo3_recipe.data.heldout import draw_distinct
 from aimo3_recipe.data.records import MathRecord
 
 SOURCE = "heldout_stories"
@@ -152,18 +153,6 @@ def held_out_stories(n: int, seed: int = 0, *, part: str = "tuning") -> list[Mat
     # the locked part never repeats a tuning problem (of a tuning set up to this size)
     seen: set[str] = ({r.problem for r in held_out_stories(max(n, _LOCK_GUARD), seed)}
                       if part == "locked" else set())
-    out: list[MathRecord] = []
-    kinds = list(GENERATORS)
-    i = 0
-    while len(out) < n and i < 50 * n + 100:
-        rng = random.Random(f"aimo3-heldout-stories:{part}:{seed}:{i}")
-        kind = kinds[i % len(kinds)]
-        problem, answer = GENERATORS[kind](rng)
-        i += 1
-        if problem in seen:
-            continue
-        seen.add(problem)
-        out.append(MathRecord(problem=problem, solution="", answer=str(answer), source=SOURCE,
-                              metadata={"id": f"story-{part}-{seed}-{len(out)}", "kind": kind,
-                                        "subject": kind, "part": part}))
-    return out
+    return draw_distinct(GENERATORS, n, key=f"aimo3-heldout-stories:{part}:{seed}",
+                         source=SOURCE, id_prefix=f"story-{part}-{seed}", seen=seen,
+                         metadata={"part": part})
