@@ -80,6 +80,7 @@ def main(cfg: TinkerTrainConfig) -> Path:
     tokenizer = load_tokenizer(cfg.model_name)
     service, backend, start = open_backend(cfg, tokenizer, learning_rate=grpo.learning_rate,
                                            max_grad_norm=grpo.max_grad_norm, kind="rl",
+                                           seed=grpo.seed,
                                            logs=("metrics.jsonl", grpo.samples_filename))
     reward_fn = MathRewardFunction(correct_reward=grpo.correct_reward,
                                    incorrect_reward=grpo.incorrect_reward,

@@ -39,10 +39,11 @@ from aimo3_recipe.utils.tinker_sdk import (
 
 
 def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float,
-                 max_grad_norm: float, kind: str, logs: tuple[str, ...] = ("metrics.jsonl",)
-                 ) -> tuple[Any, TinkerBackend, int]:
+                 max_grad_norm: float, kind: str, seed: int,
+                 logs: tuple[str, ...] = ("metrics.jsonl",)) -> tuple[Any, TinkerBackend, int]:
     """(service client, backend, the step to start from): a new LoRA training client, or the
-    newest checkpoint's state with its optimizer (the logs are cut back to that step)."""
+    newest checkpoint's state with its optimizer (the logs are cut back to that step). `seed`: the
+    section's (sft.seed or rl.seed), which seeds the new LoRA's init."""
     key = load_api_key()
     if not key:
         raise ConfigError("TINKER_API_KEY is not set: export it, or put TINKER_API_KEY=... in a "
@@ -73,7 +74,7 @@ def open_backend(cfg: TinkerTrainConfig, tokenizer, *, learning_rate: float,
     else:
         client = retrier.call("create_lora_training_client", lambda: resolve(
             service.create_lora_training_client(base_model=cfg.model_name, rank=cfg.lora_rank,
-                                                seed=cfg.seed)))
+                                                seed=seed)))
         notice(f"Tinker {kind}: new LoRA (rank {cfg.lora_rank}) on {cfg.model_name}, tinker "
                f"SDK {sdk_version()}")
     backend = TinkerBackend(client, tokenizer, learning_rate=learning_rate,

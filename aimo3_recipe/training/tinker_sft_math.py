@@ -90,7 +90,7 @@ def main(cfg: TinkerTrainConfig) -> Path:
         total = sft.max_steps
     # gradient clipping at 1.0, as local SFT (transformers' default)
     service, backend, start = open_backend(cfg, tokenizer, learning_rate=sft.learning_rate,
-                                           max_grad_norm=1.0, kind="sft")
+                                           max_grad_norm=1.0, kind="sft", seed=sft.seed)
     logger = make_logger(cfg, start > 0, {"num_examples": len(examples), "num_steps": total,
                                           "data": stats})
     run = Path(cfg.log_dir)
