@@ -251,3 +251,18 @@ def test_pipeline_engine_checks_the_version_at_start(recorded, tiny_model_dir, m
     with pytest.raises(MissingDependencyError, match=r"vllm>=0\.16"):
         build_engine(cfg, 100, weight_updates=True)
     build_engine(cfg, 100)  # a plain evaluation does not need it
+
+
+def test_off_policy_rollouts_turn_sleep_mode_off(recorded, fake_cuda, tiny_model_dir,
+                                                monkeypatch):
+    """The backend puts vLLM to sleep before every update; with rollouts for the next step
+    decoding on it meanwhile (max_steps_off_policy > 0) the engine must stay awake."""
+    from aimo3_recipe.training.rl_math import RLMathConfig, _rollout_engine
+
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+    model = types.SimpleNamespace(device=types.SimpleNamespace(type="cuda"))
+    cfg = RLMathConfig(model_name_or_path=str(tiny_model_dir), use_vllm=True,
+                       max_steps_off_policy=1)
+    engine = _rollout_engine(cfg, model)
+    assert "enable_sleep_mode" not in recorded[-1] and not engine.sleep_mode
+    assert cfg.rl.vllm.enable_sleep_mode  # the user's config is left as it was

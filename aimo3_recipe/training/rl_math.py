@@ -206,9 +206,16 @@ def _rollout_engine(cfg: RLMathConfig, model, world_size: int = 1):
         # one engine per rank on its own device, inside the process group torchrun started
         # (vLLM's torchrun mode, as TRL's colocate mode uses it); needs the engine in-process
         extra["distributed_executor_backend"] = "external_launcher"
+    vllm_cfg = cfg.rl.vllm
+    if cfg.rl.max_steps_off_policy > 0 and vllm_cfg.enable_sleep_mode:
+        # the trainer puts the engine to sleep before every update, while off-policy rollouts
+        # for the next step are still decoding on it: sleep mode and overlap exclude each other
+        notice("RL: vLLM sleep mode off (rl.max_steps_off_policy > 0 decodes while the trainer "
+               "steps); the engine keeps its GPU share (rl.vllm.gpu_memory_utilization)")
+        vllm_cfg = dataclasses.replace(vllm_cfg, enable_sleep_mode=False)
     try:
         engine = VLLMEngine(resolve_model_path(cfg.model_name_or_path), seed=cfg.rl.seed,
-                            config=cfg.rl.vllm, weight_updates=True, **extra)
+                            config=vllm_cfg, weight_updates=True, **extra)
     except MissingDependencyError as e:
         if cfg.use_vllm is True:
             raise
