@@ -157,7 +157,9 @@ class RLMathTrainer:
         if found:
             path, start = found
             backend.load(path)
-            for log in ("metrics.jsonl", rl.samples_filename):
+            # rank 0 writes the logs (loop.py), so rank 0 alone cuts them back: two ranks
+            # rewriting one file at once could lose lines
+            for log in ("metrics.jsonl", rl.samples_filename) if backend.rank == 0 else ():
                 trim_jsonl(run / log, start)
             notice(f"RL resumes from {path} (step {start} of {rl.num_steps})")
         if rl.edge_filter_samples > 0:
